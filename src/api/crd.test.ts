@@ -1,0 +1,59 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { patchJobCRD, type SchemaNode } from "./crd.ts";
+import { GROUP, KIND, PLURAL, Phase, VERSION } from "./patchjob.ts";
+import { fullPatchJob } from "../../test/fixtures/patchjob-full.ts";
+
+/** Every property path a schema declares ("spec.image.digest", "status.conditions[].type"). */
+function schemaPaths(node: SchemaNode, prefix = ""): string[] {
+  const out: string[] = [];
+  if (node.properties) {
+    for (const [k, child] of Object.entries(node.properties)) {
+      const p = prefix ? `${prefix}.${k}` : k;
+      out.push(p, ...schemaPaths(child, p));
+    }
+  }
+  if (node.items) out.push(...schemaPaths(node.items, `${prefix}[]`));
+  return out;
+}
+
+function valuePaths(v: unknown, prefix = ""): string[] {
+  const out: string[] = [];
+  if (Array.isArray(v)) for (const item of v.slice(0, 1)) out.push(...valuePaths(item, `${prefix}[]`));
+  else if (v && typeof v === "object") {
+    for (const [k, child] of Object.entries(v)) {
+      const p = prefix ? `${prefix}.${k}` : k;
+      out.push(p, ...valuePaths(child, p));
+    }
+  }
+  return out;
+}
+
+test("crd - names match the TypeScript constants", () => {
+  const crd = patchJobCRD();
+  assert.equal(crd.spec.group, GROUP);
+  assert.equal(crd.spec.names.plural, PLURAL);
+  assert.equal(crd.spec.names.kind, KIND);
+  assert.equal(crd.spec.versions[0]?.name, VERSION);
+});
+
+test("crd - the schema and the TypeScript types declare the same fields", () => {
+  const schema = patchJobCRD().spec.versions[0]!.schema.openAPIV3Schema;
+  const inSchema = new Set(schemaPaths(schema).filter((p) => p.startsWith("spec") || p.startsWith("status")));
+  const inTypes = new Set(valuePaths({ spec: fullPatchJob.spec, status: fullPatchJob.status }));
+  assert.deepEqual(
+    [...inSchema].filter((p) => !inTypes.has(p)),
+    [],
+    "in the CRD but not in the types",
+  );
+  assert.deepEqual(
+    [...inTypes].filter((p) => !inSchema.has(p)),
+    [],
+    "in the types but not in the CRD",
+  );
+});
+
+test("crd - the phase enum is exactly the Phase constants", () => {
+  const status = patchJobCRD().spec.versions[0]!.schema.openAPIV3Schema.properties!.status!;
+  assert.deepEqual([...(status.properties!.phase!.enum as string[])].sort(), Object.values(Phase).sort());
+});

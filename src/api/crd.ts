@@ -1,0 +1,56 @@
+// Loads the CRDs that ship in the chart (the single source of truth) so that the
+// CLI, the dev environment and the tests install exactly what users install.
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseAllDocuments } from "yaml";
+
+/** The repository (or image) root: the nearest ancestor holding charts/vuln-patcher. */
+export function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (
+      existsSync(join(dir, "charts", "vuln-patcher", "Chart.yaml")) ||
+      existsSync(join(dir, "charts", "vuln-patcher", "crds"))
+    )
+      return dir;
+    const up = dirname(dir);
+    if (up === dir)
+      throw new Error("cannot find charts/vuln-patcher above " + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+export const PATCHJOB_CRD_FILE = "patchjobs.vulnpatcher.io.yaml";
+
+export interface CRDObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string };
+  spec: {
+    group: string;
+    names: { plural: string; kind: string };
+    versions: Array<{ name: string; schema: { openAPIV3Schema: SchemaNode } }>;
+  };
+}
+
+export interface SchemaNode {
+  type?: string;
+  properties?: Record<string, SchemaNode>;
+  items?: SchemaNode;
+  required?: string[];
+  enum?: unknown[];
+  [k: string]: unknown;
+}
+
+export function loadCRDFile(path: string): CRDObject[] {
+  return (parseAllDocuments(readFileSync(path, "utf8")).map((d) => d.toJS()) as CRDObject[]).filter(
+    (o) => o?.kind === "CustomResourceDefinition",
+  );
+}
+
+export function patchJobCRD(): CRDObject {
+  const [crd] = loadCRDFile(join(projectRoot(), "charts", "vuln-patcher", "crds", PATCHJOB_CRD_FILE));
+  if (!crd) throw new Error(`no CRD in ${PATCHJOB_CRD_FILE}`);
+  return crd;
+}

@@ -1,0 +1,139 @@
+// The controller's decision for one report: a pure function of the report, the
+// PatchJob that already exists for it (if any) and the settings. It never does I/O;
+// reconcile fetches, calls decide, and applies what it returns.
+import { convertReport, type Conversion } from "./convert.ts";
+import { isPatchedTag, patchJobNameForReport } from "./naming.ts";
+import {
+  DEFAULT_TAG_SUFFIX,
+  DEFAULT_TIMEOUT,
+  Source,
+  type PatchJob,
+  type PatchJobSpec,
+  type VulnerabilityCounts,
+} from "./patchjob.ts";
+import type { VulnerabilityReport } from "./report.ts";
+
+export interface DecideSettings {
+  /** @default "-patched" */
+  tagSuffix?: string;
+  /** @default "10m" */
+  timeout?: string;
+  /** @default false */
+  ignoreErrors?: boolean;
+}
+
+export const SkipReason = {
+  OwnPatchedImage: "OwnPatchedImage",
+  NothingFixable: "NothingFixable",
+  NoOSPackages: "NoOSPackages",
+  UnknownOS: "UnknownOS",
+  UnsupportedOS: "UnsupportedOS",
+  InvalidPlatform: "InvalidPlatform",
+  Deleting: "Deleting",
+} as const;
+export type SkipReason = (typeof SkipReason)[keyof typeof SkipReason];
+
+export const LeaveReason = {
+  UpToDate: "UpToDate",
+  NotOurs: "NotOurs",
+  Skipped: "Skipped",
+} as const;
+export type LeaveReason = (typeof LeaveReason)[keyof typeof LeaveReason];
+
+export type Decision =
+  | { action: "create"; name: string; spec: PatchJobSpec; before: VulnerabilityCounts["before"] }
+  | {
+      action: "update";
+      name: string;
+      spec: PatchJobSpec;
+      before: VulnerabilityCounts["before"];
+      why: "DigestChanged" | "FindingsChanged";
+    }
+  | { action: "leave"; name: string; reason: LeaveReason; message: string }
+  | { action: "skip"; reason: SkipReason; message: string };
+
+export function specFromReport(
+  report: VulnerabilityReport,
+  conv: Conversion,
+  settings: DecideSettings = {},
+): PatchJobSpec {
+  const im = report.imageMetadata;
+  const cves = new Map<string, string[]>();
+  for (const f of conv.findings) cves.set(f.packageName, [...(cves.get(f.packageName) ?? []), f.cve]);
+  return {
+    image: {
+      registryURI: im.registryURI,
+      repository: im.repository,
+      ...(im.tag ? { tag: im.tag } : {}),
+      digest: im.digest,
+      ...(im.indexDigest ? { indexDigest: im.indexDigest } : {}),
+      platform: im.platform,
+    },
+    source: Source.Report,
+    reportRef: {
+      namespace: report.metadata.namespace ?? "",
+      name: report.metadata.name ?? "",
+      ...(report.metadata.uid ? { uid: report.metadata.uid } : {}),
+      ...(report.metadata.resourceVersion ? { resourceVersion: report.metadata.resourceVersion } : {}),
+    },
+    os: { type: conv.os.type, version: conv.os.version },
+    findingsHash: conv.findingsHash,
+    updates: conv.updates.map((u) => ({
+      name: u.name,
+      installedVersion: u.installedVersion,
+      fixedVersion: u.fixedVersion,
+      vulnerabilityIDs: [...new Set(cves.get(u.name) ?? [u.vulnerabilityID])].sort(),
+    })),
+    target: { tagSuffix: settings.tagSuffix ?? DEFAULT_TAG_SUFFIX },
+    options: { ignoreErrors: settings.ignoreErrors ?? false, timeout: settings.timeout ?? DEFAULT_TIMEOUT },
+  };
+}
+
+export function decide(
+  report: VulnerabilityReport,
+  existing: PatchJob | undefined,
+  settings: DecideSettings = {},
+): Decision {
+  const name = patchJobNameForReport(report.metadata.name ?? "");
+  const suffix = settings.tagSuffix ?? DEFAULT_TAG_SUFFIX;
+  if (report.metadata.deletionTimestamp)
+    return { action: "skip", reason: SkipReason.Deleting, message: "the report is being deleted" };
+  if (isPatchedTag(report.imageMetadata.tag, suffix)) {
+    return {
+      action: "skip",
+      reason: SkipReason.OwnPatchedImage,
+      message: `tag ${report.imageMetadata.tag} is a patched image (suffix ${suffix})`,
+    };
+  }
+  if (existing && existing.spec.source !== Source.Report) {
+    return {
+      action: "leave",
+      name,
+      reason: LeaveReason.NotOurs,
+      message: `PatchJob ${name} was created by source ${existing.spec.source}`,
+    };
+  }
+  const conv = convertReport(report);
+  if (!conv.ok) {
+    if (existing) return { action: "leave", name, reason: LeaveReason.Skipped, message: conv.message };
+    return { action: "skip", reason: conv.reason, message: conv.message };
+  }
+  if (conv.value.updates.length === 0) {
+    const message = `nothing fixable: ${conv.value.counts.total} vulnerabilities, none with a fixed OS package newer than installed`;
+    if (existing) return { action: "leave", name, reason: LeaveReason.Skipped, message };
+    return { action: "skip", reason: SkipReason.NothingFixable, message };
+  }
+  const before = { total: conv.value.counts.total, fixable: conv.value.counts.fixable };
+  const spec = specFromReport(report, conv.value, settings);
+  if (!existing) return { action: "create", name, spec, before };
+  if (existing.spec.image.digest !== spec.image.digest)
+    return { action: "update", name, spec, before, why: "DigestChanged" };
+  if (existing.spec.findingsHash !== spec.findingsHash)
+    return { action: "update", name, spec, before, why: "FindingsChanged" };
+  return {
+    action: "leave",
+    name,
+    reason: LeaveReason.UpToDate,
+    message: "digest and fixable findings unchanged",
+  };
+}

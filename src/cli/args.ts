@@ -1,0 +1,49 @@
+// A thin layer over node:util parseArgs: typed options, environment fallbacks for the
+// conventional variables (KUBECONFIG, NATS_URL, ...), and a usage error that names
+// the bad flag.
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "../util/errors.ts";
+import { parseDuration } from "../util/duration.ts";
+
+export { parseDuration };
+
+export type Options = NonNullable<ParseArgsConfig["options"]>;
+
+const HELP = { help: { type: "boolean", short: "h" } } as const;
+
+export function parse<T extends Options>(argv: string[], options: T, allowPositionals = false) {
+  try {
+    const config = {
+      args: argv,
+      options: { ...HELP, ...options } as typeof HELP & T,
+      allowPositionals,
+      strict: true as const,
+    };
+    return parseArgs(config);
+  } catch (err) {
+    throw new UsageError((err as Error).message.split("\n")[0]!);
+  }
+}
+
+/** flag value, else environment variable, else default. */
+export function flagOrEnv(value: unknown, env: string | undefined, def?: string): string | undefined {
+  if (typeof value === "string" && value !== "") return value;
+  if (env !== undefined && env !== "") return env;
+  return def;
+}
+
+export function intFlag(name: string, value: string | undefined, def: number, min = 0): number {
+  if (value === undefined) return def;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min)
+    throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function durationFlag(name: string, value: string | undefined, def: string): number {
+  try {
+    return parseDuration(value ?? def);
+  } catch {
+    throw new UsageError(`--${name}: invalid duration ${JSON.stringify(value)} (examples: 30s, 5m, 1h30m)`);
+  }
+}

@@ -1,0 +1,48 @@
+// `vuln-patcher dev up --json`, then kubectl with the printed kubeconfig, then `dev down`
+// leaves no process behind.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { join } from "node:path";
+import { goBinary, isAlive, REPO_ROOT } from "../../test/env/index.ts";
+
+const run = promisify(execFile);
+const cli = ["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts")];
+
+test("dev - up --json, kubectl get ns, status, down: no process left", async () => {
+  const name = `test-${process.pid}`;
+  const up = await run(process.execPath, [...cli, "dev", "up", "--json", "--name", name], {
+    cwd: REPO_ROOT,
+    timeout: 300_000,
+  });
+  const state = JSON.parse(up.stdout) as {
+    kubeconfig: string;
+    natsURL: string;
+    registry: string;
+    pids: Record<string, number>;
+  };
+  const pids = Object.values(state.pids);
+  try {
+    assert.ok(pids.length >= 5, `pids: ${JSON.stringify(state.pids)}`);
+    assert.ok(pids.every(isAlive), "the processes outlive `dev up`");
+    assert.match(state.natsURL, /^nats:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(state.registry, /^127\.0\.0\.1:\d+$/);
+    const ns = await run(goBinary("kubectl"), ["--kubeconfig", state.kubeconfig, "get", "ns"]);
+    assert.match(ns.stdout, /default\s+Active/);
+    const status = await run(process.execPath, [...cli, "dev", "status", "--name", name]);
+    assert.match(status.stdout, /: up/);
+    const again = await run(process.execPath, [...cli, "dev", "up", "--name", name]).then(
+      () => 0,
+      (e: { code: number; stderr: string }) => (assert.match(e.stderr, /already up/), e.code),
+    );
+    assert.equal(again, 2, "a second `dev up` refuses");
+  } finally {
+    await run(process.execPath, [...cli, "dev", "down", "--name", name], { timeout: 120_000 });
+  }
+  assert.deepEqual(pids.filter(isAlive), [], "dev down stops every process");
+  const status = await run(process.execPath, [...cli, "dev", "status", "--name", name]).catch(
+    (e: { code: number }) => e,
+  );
+  assert.equal((status as { code?: number }).code, 1);
+});

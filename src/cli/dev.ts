@@ -1,0 +1,137 @@
+// vuln-patcher dev up|down|status: the real-component environment of the tests, for
+// humans. `up` starts the processes detached (they outlive this command) and records
+// their pids in a state file; `down` stops them by pid.
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setup, cacheDir, isAlive, stopPid, type Endpoints } from "../../test/env/index.ts";
+import { detachFromExitHook } from "../../test/env/process.ts";
+import { UsageError } from "../util/errors.ts";
+import { parse } from "./args.ts";
+
+export const devUsage = `Usage: vuln-patcher dev up [--json] [--name NAME]
+       vuln-patcher dev down [--name NAME]
+       vuln-patcher dev status [--json] [--name NAME]
+
+up      start etcd, kube-apiserver, kube-controller-manager, NATS (JetStream) and a
+        registry on 127.0.0.1, print their endpoints (--json for scripts)
+down    stop every process of the environment by pid and remove its data
+status  show each process and whether it is alive
+NAME keeps several environments apart (default "default").`;
+
+interface State extends Endpoints {
+  name: string;
+  startedAt: string;
+  /** In start order; stopped in reverse. */
+  order: string[];
+}
+
+function stateDir(name: string): string {
+  if (!/^[a-z0-9][a-z0-9-]{0,40}$/.test(name))
+    throw new UsageError(`--name must be lowercase letters, digits and dashes, got ${JSON.stringify(name)}`);
+  return join(cacheDir(), "dev", name);
+}
+
+async function readState(name: string): Promise<State | undefined> {
+  const f = join(stateDir(name), "state.json");
+  if (!existsSync(f)) return undefined;
+  return JSON.parse(await readFile(f, "utf8")) as State;
+}
+
+export async function devCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  const { values } = parse(rest, { json: { type: "boolean" }, name: { type: "string", default: "default" } });
+  if (values.help || !sub) {
+    process.stdout.write(devUsage + "\n");
+    return sub ? 0 : 2;
+  }
+  const name = values.name as string;
+  switch (sub) {
+    case "up":
+      return devUp(name, !!values.json);
+    case "down":
+      return devDown(name);
+    case "status":
+      return devStatus(name, !!values.json);
+    default:
+      throw new UsageError(`unknown dev subcommand ${JSON.stringify(sub)} (up, down, status)`);
+  }
+}
+
+async function devUp(name: string, json: boolean): Promise<number> {
+  const existing = await readState(name);
+  if (existing && Object.values(existing.pids).some(isAlive)) {
+    throw new UsageError(
+      `environment ${name} is already up (data in ${existing.dir}); run 'vuln-patcher dev down --name ${name}' first`,
+    );
+  }
+  const dir = stateDir(name);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const env = await setup({ dir });
+  for (const c of env.components) if (c.pid) detachFromExitHook(c.pid);
+  const state: State = {
+    ...env.endpoints(),
+    name,
+    startedAt: new Date().toISOString(),
+    order: env.components.map((c) => c.name),
+  };
+  await writeFile(join(dir, "state.json"), JSON.stringify(state, null, 2) + "\n");
+  if (json) process.stdout.write(JSON.stringify(state, null, 2) + "\n");
+  else {
+    process.stdout.write(
+      [
+        `environment ${name} is up (data and logs in ${dir})`,
+        `  kubeconfig  ${state.kubeconfig}`,
+        `  apiserver   ${state.apiserver}`,
+        `  NATS        ${state.natsURL}`,
+        `  registry    ${state.registry} (plain HTTP)`,
+        "",
+        `  export KUBECONFIG=${state.kubeconfig} NATS_URL=${state.natsURL}`,
+        `  kubectl get ns`,
+        `  vuln-patcher dev down${name === "default" ? "" : ` --name ${name}`}   # stops everything`,
+        "",
+      ].join("\n"),
+    );
+  }
+  return 0;
+}
+
+async function devDown(name: string): Promise<number> {
+  const state = await readState(name);
+  if (!state) {
+    process.stderr.write(`environment ${name} is not up\n`);
+    return 0;
+  }
+  for (const proc of [...state.order].reverse()) {
+    const pid = state.pids[proc];
+    if (pid && isAlive(pid)) await stopPid(pid);
+  }
+  await rm(state.dir, { recursive: true, force: true });
+  process.stderr.write(`environment ${name} is down\n`);
+  return 0;
+}
+
+async function devStatus(name: string, json: boolean): Promise<number> {
+  const state = await readState(name);
+  if (!state) {
+    if (json) process.stdout.write(JSON.stringify({ name, up: false }) + "\n");
+    else process.stdout.write(`environment ${name} is not up\n`);
+    return 1;
+  }
+  const procs = state.order.map((p) => ({
+    name: p,
+    pid: state.pids[p],
+    alive: !!state.pids[p] && isAlive(state.pids[p]!),
+  }));
+  const up = procs.every((p) => p.alive);
+  if (json) process.stdout.write(JSON.stringify({ ...state, up, processes: procs }, null, 2) + "\n");
+  else {
+    process.stdout.write(`environment ${name}: ${up ? "up" : "DEGRADED"} (since ${state.startedAt})\n`);
+    for (const p of procs)
+      process.stdout.write(
+        `  ${p.name.padEnd(24)} pid ${String(p.pid).padEnd(8)} ${p.alive ? "running" : "stopped"}\n`,
+      );
+  }
+  return up ? 0 : 1;
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// vuln-patcher: one CLI, one subcommand per job. Every failure ends in one clear line
+// on stderr and a non-zero exit (2 for bad input, 1 for everything else).
+import { UsageError, errorMessage } from "../util/errors.ts";
+
+type Command = { summary: string; run: (argv: string[]) => Promise<number> };
+
+const commands: Record<string, Command> = {
+  convert: {
+    summary: "print copa's native manifest for a VulnerabilityReport file",
+    run: async (a) => (await import("./convert.ts")).convertCommand(a),
+  },
+  dev: {
+    summary: "bring the real-component dev environment up/down (dev up|down|status)",
+    run: async (a) => (await import("./dev.ts")).devCommand(a),
+  },
+};
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  return [
+    "Usage: vuln-patcher <command> [flags]",
+    "",
+    "Commands:",
+    ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    "",
+    "Every command reads KUBECONFIG and NATS_URL from the environment; flags override them.",
+    "Run 'vuln-patcher <command> --help' for a command's flags.",
+  ].join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(usage() + "\n");
+    return name ? 0 : 2;
+  }
+  const cmd = commands[name];
+  if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(name)}; run 'vuln-patcher --help'`);
+  return cmd.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`vuln-patcher: ${errorMessage(err).split("\n")[0]}\n`);
+    if (process.env.DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = err instanceof UsageError ? err.exitCode : 1;
+  },
+);

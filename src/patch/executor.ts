@@ -1,0 +1,45 @@
+// One interface for running copa, whatever runs it: a child process here (`local`),
+// a Kubernetes Job in a cluster (`kubernetes`).
+import type { UpdateManifest } from "../api/convert.ts";
+import type { CopaRun } from "./outcome.ts";
+
+export interface CopaRequest {
+  /** A stable name for this run (the PatchJob name and generation), used for Job and ConfigMap names. */
+  id: string;
+  /** copa's argv without the program name; the manifest and VEX paths are placeholders the executor fills. */
+  args: (paths: { manifest?: string; vex?: string }) => string[];
+  /** The native manifest to hand copa; absent = update-all mode. */
+  manifest?: UpdateManifest;
+  /** Hard limit for the whole run (a little longer than copa's own --timeout). */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Called as output arrives (for progress and heartbeats). */
+  onOutput?: (line: string) => void;
+}
+
+export interface Executor {
+  readonly kind: "local" | "kubernetes";
+  run(req: CopaRequest): Promise<CopaRun>;
+}
+
+/** Keeps the last `max` lines of a stream of text chunks. */
+export class LineTail {
+  #lines: string[] = [];
+  #partial = "";
+  readonly max: number;
+  constructor(max = 200) {
+    this.max = max;
+  }
+  push(chunk: string, onLine?: (l: string) => void): void {
+    const parts = (this.#partial + chunk).split("\n");
+    this.#partial = parts.pop() ?? "";
+    for (const l of parts) {
+      onLine?.(l);
+      this.#lines.push(l);
+    }
+    if (this.#lines.length > this.max) this.#lines.splice(0, this.#lines.length - this.max);
+  }
+  text(): string {
+    return [...this.#lines, this.#partial].filter((l) => l !== "").join("\n");
+  }
+}

@@ -1,0 +1,94 @@
+// The local executor: copa as a child process (the CLI, the demo and tests).
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { CopaRun } from "./outcome.ts";
+import { LineTail, type CopaRequest, type Executor } from "./executor.ts";
+
+export interface LocalExecutorOptions {
+  /** Path of the copa binary. @default "copa" on PATH */
+  copaPath?: string;
+  /** Extra environment (DOCKER_CONFIG for registry credentials, proxies). */
+  env?: NodeJS.ProcessEnv;
+  /** Grace period between SIGTERM and SIGKILL. @default 10_000 */
+  killGraceMs?: number;
+}
+
+export function localExecutor(opts: LocalExecutorOptions = {}): Executor {
+  return {
+    kind: "local",
+    async run(req: CopaRequest): Promise<CopaRun> {
+      const dir = await mkdtemp(join(tmpdir(), "vuln-patcher-copa-"));
+      try {
+        const manifest = req.manifest ? join(dir, "manifest.json") : undefined;
+        const vex = req.manifest ? join(dir, "vex.json") : undefined;
+        if (manifest) await writeFile(manifest, JSON.stringify(req.manifest, null, 2));
+        const run = await spawnCopa(opts, req, req.args({ manifest, vex }));
+        if (vex) run.vex = await readFile(vex, "utf8").catch(() => undefined);
+        return run;
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+function spawnCopa(opts: LocalExecutorOptions, req: CopaRequest, argv: string[]): Promise<CopaRun> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const tail = new LineTail();
+    let timedOut = false;
+    // argv array, no shell: nothing in a reference or path is ever interpreted.
+    const child = spawn(opts.copaPath ?? "copa", argv, {
+      env: { ...process.env, ...opts.env },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    const onData = (b: Buffer) => tail.push(b.toString("utf8"), req.onOutput);
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    let killTimer: NodeJS.Timeout | undefined;
+    const stop = () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      signalGroup(child.pid, "SIGTERM");
+      killTimer = setTimeout(() => signalGroup(child.pid, "SIGKILL"), opts.killGraceMs ?? 10_000);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
+    }, req.timeoutMs);
+    const onAbort = () => stop();
+    req.signal?.addEventListener("abort", onAbort, { once: true });
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      req.signal?.removeEventListener("abort", onAbort);
+      reject(new Error(`cannot run copa (${opts.copaPath ?? "copa"}): ${err.message}`));
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      if (killTimer) clearTimeout(killTimer);
+      req.signal?.removeEventListener("abort", onAbort);
+      resolve({
+        exitCode: code,
+        signal,
+        durationMs: Date.now() - started,
+        outputTail: tail.text(),
+        timedOut,
+      });
+    });
+  });
+}
+
+function signalGroup(pid: number | undefined, sig: NodeJS.Signals): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* gone */
+    }
+  }
+}

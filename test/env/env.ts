@@ -1,0 +1,198 @@
+// The real-component environment: one call starts what a test (or `vuln-patcher dev
+// up`) needs on 127.0.0.1 with free ports and data in one directory; stop() (or
+// `await using`) stops every process by pid, in reverse order.
+import { mkdtemp, mkdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
+import type { Component } from "./component.ts";
+import { startControlPlane, type ControlPlane } from "./controlplane.ts";
+import { natsServer, type NatsServer } from "./nats.ts";
+import { registryServer, type Registry } from "./registry.ts";
+import { ensureGoTools, goBinary, type GoComponent } from "./tools.ts";
+import { buildkitServer, type BuildKit } from "./buildkit.ts";
+import { seedRegistry, type SeededImages } from "./images.ts";
+
+export interface EnvOptions {
+  /** Data and log directory. @default a new temp dir, removed on stop */
+  dir?: string;
+  /** etcd + kube-apiserver. @default true */
+  kube?: boolean;
+  /** kube-controller-manager (Jobs -> Pods, garbage collection). @default true when kube */
+  controllerManager?: boolean;
+  /** nats-server with JetStream. @default true */
+  nats?: boolean;
+  /** docker-registry over plain HTTP. @default true */
+  registry?: boolean;
+  /** buildkitd (and copa on hand). Needs the registry. @default false */
+  buildkit?: boolean;
+  /** Push the vulnerable Debian image and copa's tooling image into the registry. @default same as buildkit */
+  images?: boolean;
+  /** Keep `dir` after stop (for debugging a failed test). @default false, or true with KEEP_ENV=1 */
+  keepDir?: boolean;
+  etcdQuotaBytes?: number;
+}
+
+/** What a user or script needs to reach the environment (`dev up --json`). */
+export interface Endpoints {
+  dir: string;
+  kubeconfig?: string;
+  apiserver?: string;
+  natsURL?: string;
+  natsMonitorURL?: string;
+  registry?: string;
+  buildkitAddr?: string;
+  copa?: string;
+  vulnerableImage?: string;
+  vulnerableDigest?: string;
+  pids: Record<string, number>;
+}
+
+export class Env implements AsyncDisposable {
+  readonly dir: string;
+  readonly controlPlane?: ControlPlane;
+  readonly nats?: NatsServer;
+  readonly registry?: Registry;
+  readonly buildkit?: BuildKit;
+  readonly images?: SeededImages;
+  /** In start order. */
+  readonly components: Component[];
+  #ownDir: boolean;
+  #keepDir: boolean;
+
+  constructor(init: {
+    dir: string;
+    ownDir: boolean;
+    keepDir: boolean;
+    components: Component[];
+    controlPlane?: ControlPlane;
+    nats?: NatsServer;
+    registry?: Registry;
+    buildkit?: BuildKit;
+    images?: SeededImages;
+  }) {
+    this.dir = init.dir;
+    this.#ownDir = init.ownDir;
+    this.#keepDir = init.keepDir;
+    this.components = init.components;
+    this.controlPlane = init.controlPlane;
+    this.nats = init.nats;
+    this.registry = init.registry;
+    this.buildkit = init.buildkit;
+    this.images = init.images;
+  }
+
+  get buildkitAddr(): string {
+    if (!this.buildkit) throw new Error("this environment has no BuildKit");
+    return this.buildkit.addr;
+  }
+
+  get kubeconfig(): string {
+    if (!this.controlPlane) throw new Error("this environment has no control plane");
+    return this.controlPlane.kubeconfig;
+  }
+
+  get natsURL(): string {
+    if (!this.nats) throw new Error("this environment has no NATS");
+    return this.nats.url;
+  }
+
+  get registryHost(): string {
+    if (!this.registry) throw new Error("this environment has no registry");
+    return this.registry.host;
+  }
+
+  /** A client-node KubeConfig for the admin user. */
+  kubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromFile(this.kubeconfig);
+    return kc;
+  }
+
+  endpoints(): Endpoints {
+    const pids: Record<string, number> = {};
+    for (const c of this.components) if (c.pid) pids[c.name] = c.pid;
+    return {
+      dir: this.dir,
+      kubeconfig: this.controlPlane?.kubeconfig,
+      apiserver: this.controlPlane?.server,
+      natsURL: this.nats?.url,
+      natsMonitorURL: this.nats?.monitorURL,
+      registry: this.registry?.host,
+      buildkitAddr: this.buildkit?.addr,
+      copa: this.buildkit ? goBinary("copa") : undefined,
+      vulnerableImage: this.images?.vulnerable,
+      vulnerableDigest: this.images?.vulnerableDigest,
+      pids,
+    };
+  }
+
+  async stop(): Promise<void> {
+    await stopAll(this.components);
+    if (this.#ownDir && !this.#keepDir) await rm(this.dir, { recursive: true, force: true }).catch(() => {});
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+
+/** Reverse start order: the controller manager and apiserver go before etcd (see NOTES.md). */
+async function stopAll(components: Component[]): Promise<void> {
+  for (const c of [...components].reverse()) await c.stop();
+}
+
+export async function setup(opts: EnvOptions = {}): Promise<Env> {
+  const wantKube = opts.kube ?? true;
+  const tools: GoComponent[] = [];
+  const wantBuildkit = opts.buildkit ?? false;
+  const wantImages = opts.images ?? wantBuildkit;
+  if (wantKube) tools.push("kube");
+  if (wantBuildkit) tools.push("buildkit", "copa");
+  if (tools.length) await ensureGoTools(tools);
+
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "vuln-patcher-env-")));
+  await mkdir(dir, { recursive: true });
+  const started: Component[] = [];
+  try {
+    const nats = (opts.nats ?? true) ? await natsServer(dir) : undefined;
+    const registry =
+      (opts.registry ?? true) || wantBuildkit || wantImages ? await registryServer(dir) : undefined;
+    const side = [nats?.component, registry?.component].filter((c): c is Component => !!c);
+    started.push(...side);
+    const [controlPlane] = await Promise.all([
+      wantKube
+        ? startControlPlane({
+            dir,
+            controllerManager: opts.controllerManager ?? true,
+            etcdQuotaBytes: opts.etcdQuotaBytes,
+            started,
+          })
+        : undefined,
+      ...side.map((c) => c.start()),
+    ]);
+    const buildkit = wantBuildkit ? await buildkitServer(dir, registry!.host) : undefined;
+    if (buildkit) {
+      started.push(buildkit.component);
+      await buildkit.component.start();
+    }
+    const images = wantImages ? await seedRegistry(registry!.host) : undefined;
+    return new Env({
+      dir,
+      ownDir,
+      keepDir: opts.keepDir ?? process.env.KEEP_ENV === "1",
+      components: started,
+      controlPlane,
+      nats,
+      registry,
+      buildkit,
+      images,
+    });
+  } catch (err) {
+    await stopAll(started);
+    if (ownDir && process.env.KEEP_ENV !== "1")
+      await rm(dir, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  }
+}
