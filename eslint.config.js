@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "charts/"] },
+  { ignores: ["dist/", "node_modules/", "charts/", ".scratch/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -18,7 +18,7 @@ export default tseslint.config(
   },
   {
     // Tests mutate fixture copies freely.
-    files: ["**/*.test.ts"],
+    files: ["**/*.test.ts", "test/**/*.ts"],
     rules: { "@typescript-eslint/no-explicit-any": "off" },
   },
 );

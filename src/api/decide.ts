@@ -1,7 +1,7 @@
 // The controller's decision for one report: a pure function of the report, the
 // PatchJob that already exists for it (if any) and the settings. It never does I/O;
 // reconcile fetches, calls decide, and applies what it returns.
-import { convertReport, type Conversion } from "./convert.ts";
+import { convertReport, type Conversion, type ConversionResult } from "./convert.ts";
 import { isPatchedTag, patchJobNameForReport } from "./naming.ts";
 import {
   DEFAULT_TAG_SUFFIX,
@@ -11,7 +11,33 @@ import {
   type PatchJobSpec,
   type VulnerabilityCounts,
 } from "./patchjob.ts";
-import type { VulnerabilityReport } from "./report.ts";
+import type { ImageMetadata, ObjectMeta, VulnerabilityReport } from "./report.ts";
+
+/**
+ * What a decision needs of a report: its identity, its image and the result of
+ * converting its findings. A few hundred bytes where the report is ~150 KB, so the
+ * controller's cache keeps these, never reports.
+ */
+export interface ReportFacts {
+  metadata: Pick<ObjectMeta, "name" | "namespace" | "uid" | "resourceVersion" | "deletionTimestamp">;
+  imageMetadata: ImageMetadata;
+  conversion: ConversionResult;
+}
+
+export function reportFacts(report: VulnerabilityReport): ReportFacts {
+  const m = report.metadata;
+  return {
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      uid: m.uid,
+      resourceVersion: m.resourceVersion,
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    },
+    imageMetadata: report.imageMetadata,
+    conversion: convertReport(report),
+  };
+}
 
 export interface DecideSettings {
   /** @default "-patched" */
@@ -53,7 +79,7 @@ export type Decision =
   | { action: "skip"; reason: SkipReason; message: string };
 
 export function specFromReport(
-  report: VulnerabilityReport,
+  report: Pick<ReportFacts, "metadata" | "imageMetadata">,
   conv: Conversion,
   settings: DecideSettings = {},
 ): PatchJobSpec {
@@ -94,6 +120,14 @@ export function decide(
   existing: PatchJob | undefined,
   settings: DecideSettings = {},
 ): Decision {
+  return decideFacts(reportFacts(report), existing, settings);
+}
+
+export function decideFacts(
+  report: ReportFacts,
+  existing: PatchJob | undefined,
+  settings: DecideSettings = {},
+): Decision {
   const name = patchJobNameForReport(report.metadata.name ?? "");
   const suffix = settings.tagSuffix ?? DEFAULT_TAG_SUFFIX;
   if (report.metadata.deletionTimestamp)
@@ -113,7 +147,7 @@ export function decide(
       message: `PatchJob ${name} was created by source ${existing.spec.source}`,
     };
   }
-  const conv = convertReport(report);
+  const conv = report.conversion;
   if (!conv.ok) {
     if (existing) return { action: "leave", name, reason: LeaveReason.Skipped, message: conv.message };
     return { action: "skip", reason: conv.reason, message: conv.message };

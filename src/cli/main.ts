@@ -10,6 +10,10 @@ const commands: Record<string, Command> = {
     summary: "print copa's native manifest for a VulnerabilityReport file",
     run: async (a) => (await import("./convert.ts")).convertCommand(a),
   },
+  controller: {
+    summary: "watch VulnerabilityReports, keep PatchJobs, publish patch requests to NATS",
+    run: async (a) => (await import("./controller.ts")).controllerCommand(a),
+  },
   dev: {
     summary: "bring the real-component dev environment up/down (dev up|down|status)",
     run: async (a) => (await import("./dev.ts")).devCommand(a),

@@ -4,7 +4,8 @@
 import { mkdtemp, mkdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { loadKubeConfig } from "../../src/kube/config.ts";
 import type { Component } from "./component.ts";
 import { startControlPlane, type ControlPlane } from "./controlplane.ts";
 import { natsServer, type NatsServer } from "./nats.ts";
@@ -104,9 +105,7 @@ export class Env implements AsyncDisposable {
 
   /** A client-node KubeConfig for the admin user. */
   kubeConfig(): KubeConfig {
-    const kc = new KubeConfig();
-    kc.loadFromFile(this.kubeconfig);
-    return kc;
+    return loadKubeConfig(this.kubeconfig);
   }
 
   endpoints(): Endpoints {

@@ -4,11 +4,12 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { projectRoot } from "../../src/api/crd.ts";
 
 const run = promisify(execFile);
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** The checkout (found by looking upward, so this works from src and from a compiled dist/). */
+export const REPO_ROOT = projectRoot();
 
 export function cacheDir(): string {
   return process.env.VULN_PATCHER_CACHE ?? join(homedir(), ".cache", "vuln-patcher");

@@ -1,0 +1,102 @@
+// vuln-patcher controller: VulnerabilityReports -> PatchJobs -> NATS JetStream.
+import { parse, flagOrEnv, intFlag, durationFlag } from "./args.ts";
+import { newLogger } from "../util/log.ts";
+import { loadKubeConfig } from "../kube/config.ts";
+import { connectNats } from "../queue/nats.ts";
+import { startController } from "../controller/manager.ts";
+import { shutdownSignal } from "./signals.ts";
+import { DEFAULT_TAG_SUFFIX, DEFAULT_TIMEOUT } from "../api/patchjob.ts";
+import { parseDuration } from "../util/duration.ts";
+import { UsageError } from "../util/errors.ts";
+
+export const controllerUsage = `Usage: vuln-patcher controller [flags]
+
+Watches sbomscanner VulnerabilityReports, records each patch to make in a PatchJob and
+publishes it to NATS JetStream.
+
+  --kubeconfig PATH            default $KUBECONFIG, else in-cluster
+  --nats-url URL               default $NATS_URL, else nats://127.0.0.1:4222
+  --nats-user, --nats-password default $NATS_USER, $NATS_PASSWORD
+  --namespaces a,b             namespaces to watch (default $WATCH_NAMESPACES, else all)
+  --tag-suffix S               patched tag suffix (default ${DEFAULT_TAG_SUFFIX})
+  --patch-timeout D            copa time limit per patch (default ${DEFAULT_TIMEOUT})
+  --ignore-errors              let copa continue past packages it cannot update
+  --resync D                   full re-list period (default 5m)
+  --concurrency N              parallel reconciles (default 4)
+  --leader-elect=false         run without leader election (default on)
+  --leader-election-namespace  default $POD_NAMESPACE, else default
+  --listen HOST:PORT           /healthz, /readyz, /metrics (default :8080)
+  --log-level LEVEL            default info`;
+
+export async function controllerCommand(argv: string[]): Promise<number> {
+  const { values: v } = parse(argv, {
+    kubeconfig: { type: "string" },
+    "nats-url": { type: "string" },
+    "nats-user": { type: "string" },
+    "nats-password": { type: "string" },
+    namespaces: { type: "string" },
+    "tag-suffix": { type: "string" },
+    "patch-timeout": { type: "string" },
+    "ignore-errors": { type: "boolean" },
+    resync: { type: "string" },
+    concurrency: { type: "string" },
+    "leader-elect": { type: "string" },
+    "leader-election-namespace": { type: "string" },
+    "leader-election-id": { type: "string" },
+    "lease-duration": { type: "string" },
+    listen: { type: "string" },
+    "log-level": { type: "string" },
+  });
+  if (v.help) {
+    process.stdout.write(controllerUsage + "\n");
+    return 0;
+  }
+  const log = newLogger("controller", v["log-level"]);
+  const leaderElect = (v["leader-elect"] ?? "true") !== "false";
+  const timeout = v["patch-timeout"] ?? DEFAULT_TIMEOUT;
+  parseDuration(timeout);
+  const suffix = v["tag-suffix"] ?? DEFAULT_TAG_SUFFIX;
+  if (!/^[A-Za-z0-9_.-]+$/.test(suffix))
+    throw new UsageError(`--tag-suffix ${JSON.stringify(suffix)} is not valid in a tag`);
+  const leaseMs = durationFlag("lease-duration", v["lease-duration"], "15s");
+  const kc = loadKubeConfig(v.kubeconfig);
+  const signal = shutdownSignal();
+  const nc = await connectNats({
+    url: flagOrEnv(v["nats-url"], process.env.NATS_URL, "nats://127.0.0.1:4222")!,
+    name: "vuln-patcher-controller",
+    user: flagOrEnv(v["nats-user"], process.env.NATS_USER),
+    pass: flagOrEnv(v["nats-password"], process.env.NATS_PASSWORD),
+    log,
+  });
+  const ctl = await startController({
+    kc,
+    nc,
+    namespaces: (flagOrEnv(v.namespaces, process.env.WATCH_NAMESPACES) ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+    settings: { tagSuffix: suffix, timeout, ignoreErrors: !!v["ignore-errors"] },
+    resyncMs: durationFlag("resync", v.resync, "5m"),
+    concurrency: intFlag("concurrency", v.concurrency, 4, 1),
+    leaderElection: {
+      enabled: leaderElect,
+      namespace: flagOrEnv(v["leader-election-namespace"], process.env.POD_NAMESPACE, "default")!,
+      identity: v["leader-election-id"],
+      leaseDurationMs: leaseMs,
+      renewDeadlineMs: Math.round((leaseMs * 2) / 3),
+      retryPeriodMs: Math.max(500, Math.round(leaseMs / 7.5)),
+    },
+    listen: v.listen ?? ":8080",
+    log,
+  });
+  log.info({ listen: ctl.server?.url, leaderElect }, "controller started");
+  const lost = await Promise.race([
+    ctl.done,
+    new Promise<false>((r) => signal.addEventListener("abort", () => r(false), { once: true })),
+  ]);
+  await ctl.stop();
+  await nc.drain().catch(() => {});
+  if (lost) throw new Error("leader election lost");
+  log.info("controller stopped");
+  return 0;
+}

@@ -1,0 +1,174 @@
+// Reconcile one report key (namespace/name): read the report's facts and its PatchJob
+// from the caches, decide, apply, publish.
+// Level-triggered and idempotent: running it twice in a row changes nothing the second time.
+import type { KubeConfig } from "@kubernetes/client-node";
+import {
+  ConditionType,
+  Phase,
+  decideFacts,
+  getCondition,
+  markPublishFailed,
+  markQueued,
+  markSourceGone,
+  Source,
+  type DecideSettings,
+  type PatchJob,
+} from "../api/index.ts";
+import { done, requeueAfter, type Result } from "../kube/controller.ts";
+import { isConflict } from "../kube/errors.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { Store } from "../kube/informer.ts";
+import type { PatchJobClient } from "../kube/patchjobs.ts";
+import type { Publisher } from "../queue/publisher.ts";
+import type { Logger } from "../util/log.ts";
+import { errorMessage } from "../util/errors.ts";
+import type { ReportSummary } from "./summary.ts";
+
+export interface ReconcilerDeps {
+  kc: KubeConfig;
+  reports: Store<ReportSummary>;
+  patchJobs: Store<PatchJob>;
+  client: PatchJobClient;
+  publisher: Publisher;
+  events: EventRecorder;
+  settings: DecideSettings;
+  /** Called on publish failures (metrics). */
+  onPublishFailure?: () => void;
+  onPublished?: (duplicate: boolean) => void;
+}
+
+export function reportReconciler(deps: ReconcilerDeps) {
+  /** Publish the PatchJob's current generation and record Queued (or why not) in one status write. */
+  async function publish(
+    pj: PatchJob,
+    log: Logger,
+    event?: { reason: string; message: string },
+  ): Promise<Result> {
+    const generation = pj.metadata.generation ?? 1;
+    try {
+      const r = await deps.publisher.publish({
+        namespace: pj.metadata.namespace!,
+        name: pj.metadata.name,
+        uid: pj.metadata.uid!,
+        generation,
+      });
+      deps.onPublished?.(r.duplicate);
+      log.info({ generation, seq: r.seq, duplicate: r.duplicate }, "patch request published");
+    } catch (err) {
+      deps.onPublishFailure?.();
+      const message = errorMessage(err);
+      log.warn({ err: message }, "could not publish the patch request; will retry");
+      const wasFailing = getCondition(pj, ConditionType.Queued)?.reason === "PublishFailed";
+      await deps.client.updateStatus(pj, markPublishFailed(pj, message)).catch((e: unknown) => {
+        if (!isConflict(e)) throw e;
+      });
+      if (!wasFailing) deps.events.warning(pj, "PublishFailed", `could not queue the patch: ${message}`);
+      // The work queue's rate limiter spaces the retries.
+      throw new Error(`publish failed: ${message}`, { cause: err });
+    }
+    try {
+      await deps.client.updateStatus(pj, markQueued(pj));
+      if (event) deps.events.normal(pj, event.reason, event.message);
+    } catch (err) {
+      // A worker may already have claimed it (Running): its status wins; the next pass sees it.
+      if (!isConflict(err)) throw err;
+    }
+    return done;
+  }
+
+  /** True when this generation still needs a message: nothing recorded for it yet, or recorded as unpublished. */
+  function needsPublish(pj: PatchJob): boolean {
+    const s = pj.status;
+    const gen = pj.metadata.generation ?? 1;
+    if (!s?.phase || (s.observedGeneration ?? 0) < gen) return true;
+    return s.phase === Phase.Pending;
+  }
+
+  return async function reconcile(key: string, _signal: AbortSignal, log: Logger): Promise<Result> {
+    const [namespace, name] = key.split("/") as [string, string];
+    const summary = deps.reports.get(key);
+    const existing = deps.patchJobs.get(key);
+
+    if (!summary) {
+      // The report is gone: keep its PatchJob as history, and say so once.
+      if (
+        existing &&
+        existing.spec.source === Source.Report &&
+        getCondition(existing, ConditionType.SourceAvailable)?.status !== "False"
+      ) {
+        const fresh = await deps.client.get(namespace, name);
+        if (!fresh) return done;
+        await deps.client.updateStatus(fresh, markSourceGone(fresh));
+        deps.events.warning(
+          fresh,
+          "ReportDeleted",
+          "the VulnerabilityReport was deleted; this PatchJob stays as history",
+        );
+      }
+      return done;
+    }
+    if (summary.deleting) return done;
+    if (!summary.facts) {
+      log.debug({ reason: summary.invalid?.reason }, summary.invalid?.message ?? "invalid report");
+      return done;
+    }
+
+    const d = decideFacts(summary.facts, existing, deps.settings);
+    switch (d.action) {
+      case "skip":
+        log.debug({ reason: d.reason }, d.message);
+        return done;
+      case "leave":
+        return existing && existing.spec.source === Source.Report && needsPublish(existing)
+          ? publish(existing, log, { reason: "Queued", message: "patch request queued" })
+          : done;
+      case "create": {
+        let pj: PatchJob;
+        try {
+          pj = await deps.client.create({
+            metadata: {
+              name: d.name,
+              namespace,
+              labels: { "app.kubernetes.io/managed-by": "vuln-patcher", "vulnpatcher.io/source": "report" },
+            },
+            spec: d.spec,
+          });
+        } catch (err) {
+          // Another controller (or our own earlier pass) created it: level-triggered, look again.
+          if (isConflict(err)) return requeueAfter(200);
+          throw err;
+        }
+        log.info({ generation: pj.metadata.generation, updates: d.spec.updates?.length }, "PatchJob created");
+        pj = { ...pj, status: { vulnerabilities: { before: d.before } } };
+        return publish(pj, log, {
+          reason: "Queued",
+          message: `patch of ${d.spec.updates?.length ?? 0} packages in ${d.spec.image.repository}:${d.spec.image.tag ?? ""} queued (${d.before?.fixable ?? 0} fixable findings)`,
+        });
+      }
+      case "update": {
+        let pj: PatchJob;
+        try {
+          pj = await deps.client.updateSpec(existing!, d.spec);
+        } catch (err) {
+          if (isConflict(err)) return requeueAfter(200);
+          throw err;
+        }
+        log.info({ why: d.why, generation: pj.metadata.generation }, "PatchJob spec updated");
+        pj = {
+          ...pj,
+          status: {
+            ...pj.status,
+            vulnerabilities: { before: d.before },
+            patchedImage: undefined,
+            fixedCVEs: undefined,
+            fixedCVEsTruncated: undefined,
+          },
+        };
+        return publish(pj, log, {
+          reason: d.why,
+          message: `patch again (generation ${pj.metadata.generation}): ${d.why === "DigestChanged" ? "the image digest changed" : "the fixable findings changed"}`,
+        });
+      }
+    }
+  };
+}
