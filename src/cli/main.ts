@@ -14,6 +14,10 @@ const commands: Record<string, Command> = {
     summary: "watch VulnerabilityReports, keep PatchJobs, publish patch requests to NATS",
     run: async (a) => (await import("./controller.ts")).controllerCommand(a),
   },
+  worker: {
+    summary: "take patch requests from NATS and run copa on BuildKit",
+    run: async (a) => (await import("./worker.ts")).workerCommand(a),
+  },
   dev: {
     summary: "bring the real-component dev environment up/down (dev up|down|status)",
     run: async (a) => (await import("./dev.ts")).devCommand(a),

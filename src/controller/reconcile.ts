@@ -89,6 +89,16 @@ export function reportReconciler(deps: ReconcilerDeps) {
     const summary = deps.reports.get(key);
     const existing = deps.patchJobs.get(key);
 
+    // A PatchJob made by hand (kubectl, the API) or by a policy: the controller only queues it.
+    if (existing && existing.spec.source !== Source.Report) {
+      return needsPublish(existing)
+        ? publish(existing, log, {
+            reason: "Queued",
+            message: `${existing.spec.source} patch request queued`,
+          })
+        : done;
+    }
+
     if (!summary) {
       // The report is gone: keep its PatchJob as history, and say so once.
       if (

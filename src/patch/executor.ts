@@ -15,6 +15,9 @@ export interface CopaRequest {
   signal?: AbortSignal;
   /** Called as output arrives (for progress and heartbeats). */
   onOutput?: (line: string) => void;
+  /** Where a Job runs, and what owns it (the PatchJob), for the kubernetes executor. */
+  namespace?: string;
+  owner?: { apiVersion: string; kind: string; name: string; uid: string };
 }
 
 export interface Executor {

@@ -1,5 +1,6 @@
 // The local executor: copa as a child process (the CLI, the demo and tests).
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +15,9 @@ export interface LocalExecutorOptions {
   /** Grace period between SIGTERM and SIGKILL. @default 10_000 */
   killGraceMs?: number;
 }
+
+/** util-linux's setpriv, when present (Linux). */
+const PDEATHSIG = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
 
 export function localExecutor(opts: LocalExecutorOptions = {}): Executor {
   return {
@@ -39,8 +43,12 @@ function spawnCopa(opts: LocalExecutorOptions, req: CopaRequest, argv: string[])
     const started = Date.now();
     const tail = new LineTail();
     let timedOut = false;
-    // argv array, no shell: nothing in a reference or path is ever interpreted.
-    const child = spawn(opts.copaPath ?? "copa", argv, {
+    // argv array, no shell: nothing in a reference or path is ever interpreted. Under
+    // setpriv --pdeathsig, copa dies with this process: a worker killed mid-patch must
+    // not leave a copa behind that pushes after another worker took the job over.
+    const copa = opts.copaPath ?? "copa";
+    const [cmd, args] = PDEATHSIG ? [PDEATHSIG, ["--pdeathsig", "KILL", "--", copa, ...argv]] : [copa, argv];
+    const child = spawn(cmd, args, {
       env: { ...process.env, ...opts.env },
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,

@@ -37,6 +37,8 @@ export interface PatchImageInput {
   signal?: AbortSignal;
   onProgress?: (stage: Stage, message: string) => void;
   onOutput?: (line: string) => void;
+  namespace?: string;
+  owner?: { apiVersion: string; kind: string; name: string; uid: string };
 }
 
 interface Common {
@@ -142,6 +144,8 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
     timeoutMs: parseDuration(timeout) + 60_000,
     signal: input.signal,
     onOutput: input.onOutput,
+    namespace: input.namespace,
+    owner: input.owner,
     args: (paths) =>
       copaArgv({
         image: source,

@@ -77,10 +77,40 @@ export async function changelogCVEs(pkg: DebPackage, sinceVersion: string): Prom
       const m = /^\S+ \(([^)]+)\)/.exec(entry);
       if (!m) continue;
       if (m[1] === sinceVersion) break;
-      for (const c of entry.matchAll(/CVE-\d{4}-\d{4,7}/g)) cves.add(c[0]);
+      for (const c of entry.matchAll(/CVE-\d{4}-\d{4,7}|GHSA(?:-[a-z0-9]{4}){3}/g)) cves.add(c[0]);
     }
     return [...cves].sort();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Real updates for packages of the vulnerable image: installed version from the image,
+ * fixed version from bookworm-security, CVE ids from the fixed package's changelog
+ * (cached by version, as reading it means downloading the .deb).
+ */
+export async function securityUpdates(
+  names: string[],
+  installed: Map<string, string>,
+): Promise<
+  Array<{ name: string; installedVersion: string; fixedVersion: string; vulnerabilityIDs: string[] }>
+> {
+  const { cacheDir } = await import("./tools.ts");
+  const { readFile: rf, writeFile: wf, mkdir } = await import("node:fs/promises");
+  const cacheFile = join(cacheDir(), "images", "changelog-cves.json");
+  const cache = JSON.parse(await rf(cacheFile, "utf8").catch(() => "{}")) as Record<string, string[]>;
+  const sec = await securityPackages();
+  const out = [];
+  for (const name of names) {
+    const pkg = sec.get(name);
+    const have = installed.get(name);
+    if (!pkg || !have) throw new Error(`${name}: not in bookworm-security or not installed in the image`);
+    const key = `${name}@${have}..${pkg.version}`;
+    cache[key] ??= await changelogCVEs(pkg, have);
+    out.push({ name, installedVersion: have, fixedVersion: pkg.version, vulnerabilityIDs: cache[key] });
+  }
+  await mkdir(join(cacheDir(), "images"), { recursive: true });
+  await wf(cacheFile, JSON.stringify(cache, null, 2));
+  return out;
 }

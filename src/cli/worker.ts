@@ -1,0 +1,135 @@
+// vuln-patcher worker: NATS -> copa on BuildKit -> verified push -> PatchJob status.
+import { hostname } from "node:os";
+import { parse, flagOrEnv, intFlag, durationFlag } from "./args.ts";
+import { newLogger } from "../util/log.ts";
+import { loadKubeConfig } from "../kube/config.ts";
+import { connectNats } from "../queue/nats.ts";
+import { startWorker } from "../worker/manager.ts";
+import { localExecutor } from "../patch/local.ts";
+import { CERTS_DIR, kubernetesExecutor } from "../patch/kubernetes.ts";
+import { RegistryClient } from "../registry/client.ts";
+import { credentialsFromDockerConfigDir } from "../registry/auth.ts";
+import { shutdownSignal } from "./signals.ts";
+import { UsageError } from "../util/errors.ts";
+
+export const workerUsage = `Usage: vuln-patcher worker [flags]
+
+Takes patch requests from NATS JetStream and runs copa on BuildKit for each.
+
+  --kubeconfig PATH             default $KUBECONFIG, else in-cluster
+  --nats-url URL                default $NATS_URL, else nats://127.0.0.1:4222
+  --nats-user, --nats-password  default $NATS_USER, $NATS_PASSWORD
+  --executor local|kubernetes   run copa as a child process, or as a Job per patch
+                                (default kubernetes in a cluster, else local)
+  --concurrency N               patches at once in this process (default 2)
+  --buildkit-addr ADDR          tcp://host:port or unix:///path ($BUILDKIT_ADDR)
+  --buildkit-ca, --buildkit-cert, --buildkit-key FILE   mTLS to BuildKit
+  --copa PATH                   copa binary for the local executor (default copa on PATH)
+  --copa-image REF              the copa runner image for Jobs ($COPA_IMAGE)
+  --job-namespace NS            where Jobs run (default: the PatchJob's namespace)
+  --registry-secret NAME        dockerconfigjson Secret mounted into Jobs for DOCKER_CONFIG
+  --buildkit-tls-secret NAME    Secret with ca.crt, tls.crt, tls.key mounted into Jobs
+  --insecure-registry HOST      reach HOST over plain HTTP (repeatable; loopback always is)
+  --ack-wait D                  redeliver when a worker goes silent this long (default 60s)
+  --max-deliver N               attempts before a PatchJob is Failed (default 5)
+  --retry-base D                first retry delay, doubling (default 10s)
+  --listen HOST:PORT            /healthz, /readyz, /metrics (default :8081)
+  --log-level LEVEL             default info
+Registry credentials for reading images come from $DOCKER_CONFIG/config.json.`;
+
+export async function workerCommand(argv: string[]): Promise<number> {
+  const { values: v } = parse(argv, {
+    kubeconfig: { type: "string" },
+    "nats-url": { type: "string" },
+    "nats-user": { type: "string" },
+    "nats-password": { type: "string" },
+    executor: { type: "string" },
+    concurrency: { type: "string" },
+    "buildkit-addr": { type: "string" },
+    "buildkit-ca": { type: "string" },
+    "buildkit-cert": { type: "string" },
+    "buildkit-key": { type: "string" },
+    copa: { type: "string" },
+    "copa-image": { type: "string" },
+    "job-namespace": { type: "string" },
+    "registry-secret": { type: "string" },
+    "buildkit-tls-secret": { type: "string" },
+    "insecure-registry": { type: "string", multiple: true },
+    "ack-wait": { type: "string" },
+    "max-deliver": { type: "string" },
+    "retry-base": { type: "string" },
+    listen: { type: "string" },
+    identity: { type: "string" },
+    "log-level": { type: "string" },
+  });
+  if (v.help) {
+    process.stdout.write(workerUsage + "\n");
+    return 0;
+  }
+  const log = newLogger("worker", v["log-level"]);
+  const executorKind = v.executor ?? (process.env.KUBERNETES_SERVICE_HOST ? "kubernetes" : "local");
+  if (executorKind !== "local" && executorKind !== "kubernetes")
+    throw new UsageError(`--executor must be local or kubernetes, got ${JSON.stringify(executorKind)}`);
+  const buildkitAddr = flagOrEnv(v["buildkit-addr"], process.env.BUILDKIT_ADDR);
+  if (!buildkitAddr) throw new UsageError("--buildkit-addr (or $BUILDKIT_ADDR) is required");
+  const tlsFiles = [v["buildkit-ca"], v["buildkit-cert"], v["buildkit-key"]];
+  if (tlsFiles.some(Boolean) && !tlsFiles.every(Boolean))
+    throw new UsageError("--buildkit-ca, --buildkit-cert and --buildkit-key go together");
+  let tls = tlsFiles.every(Boolean)
+    ? { caCert: v["buildkit-ca"]!, cert: v["buildkit-cert"]!, key: v["buildkit-key"]! }
+    : undefined;
+  // In a Job, copa reads the client certificates from the mounted Secret.
+  if (executorKind === "kubernetes" && v["buildkit-tls-secret"])
+    tls = { caCert: `${CERTS_DIR}/ca.crt`, cert: `${CERTS_DIR}/tls.crt`, key: `${CERTS_DIR}/tls.key` };
+  const kc = loadKubeConfig(v.kubeconfig);
+  const identity = v.identity ?? process.env.POD_NAME ?? hostname();
+  const executor =
+    executorKind === "local"
+      ? localExecutor({ copaPath: v.copa })
+      : kubernetesExecutor({
+          kc,
+          namespace: v["job-namespace"],
+          image:
+            flagOrEnv(v["copa-image"], process.env.COPA_IMAGE) ??
+            (() => {
+              throw new UsageError("--copa-image (or $COPA_IMAGE) is required with --executor kubernetes");
+            })(),
+          registrySecret: v["registry-secret"],
+          buildkitTLSSecret: v["buildkit-tls-secret"],
+          log,
+        });
+  const signal = shutdownSignal();
+  const nc = await connectNats({
+    url: flagOrEnv(v["nats-url"], process.env.NATS_URL, "nats://127.0.0.1:4222")!,
+    name: `vuln-patcher-worker-${identity}`,
+    user: flagOrEnv(v["nats-user"], process.env.NATS_USER),
+    pass: flagOrEnv(v["nats-password"], process.env.NATS_PASSWORD),
+    log,
+  });
+  const worker = await startWorker({
+    kc,
+    nc,
+    executor,
+    registry: new RegistryClient({
+      credentials: credentialsFromDockerConfigDir(),
+      insecureHosts: v["insecure-registry"] ?? [],
+    }),
+    buildkitAddr,
+    tls,
+    identity,
+    consumer: {
+      concurrency: intFlag("concurrency", v.concurrency, 2, 1),
+      ackWaitMs: durationFlag("ack-wait", v["ack-wait"], "60s"),
+      maxDeliver: intFlag("max-deliver", v["max-deliver"], 5, 1),
+      backoffBaseMs: durationFlag("retry-base", v["retry-base"], "10s"),
+    },
+    listen: v.listen ?? ":8081",
+    log,
+  });
+  log.info({ executor: executorKind, listen: worker.server?.url, identity }, "worker started");
+  await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+  log.info("stopping: finishing in-flight patches");
+  await worker.stop();
+  await nc.drain().catch(() => {});
+  return 0;
+}

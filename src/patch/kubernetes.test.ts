@@ -1,0 +1,319 @@
+// The kubernetes executor: the Job it writes (checked field by field), and a real run
+// through kube-controller-manager's Job controller. No kubelet runs here, so the test
+// plays the kubelet's part: it runs the Pod's container command with the local copa
+// and writes the Pod status as a kubelet would. That part is a SIMULATION of the
+// kubelet; the apiserver, the Job controller, BuildKit, copa and the registry are real.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, mkdir, writeFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BatchV1Api, CoreV1Api, type V1Pod } from "@kubernetes/client-node";
+import { setup, goBinary } from "../../test/env/index.ts";
+import { createNamespace } from "../../test/env/kube.ts";
+import { securityUpdates } from "../../test/env/debian.ts";
+import { waitFor } from "../../test/env/wait.ts";
+import {
+  buildJob,
+  jobName,
+  kubernetesExecutor,
+  MANIFEST_DIR,
+  VEX_DIR,
+  DOCKER_CONFIG_DIR,
+  CERTS_DIR,
+} from "./kubernetes.ts";
+import { localExecutor } from "./local.ts";
+import { copaArgv } from "./argv.ts";
+import { parseImageRef } from "../api/imageref.ts";
+import { RegistryClient } from "../registry/client.ts";
+import { readPackageDB } from "../registry/pkgdb.ts";
+import { patchImage } from "../worker/patch-image.ts";
+import type { CopaRequest } from "./executor.ts";
+
+const manifest = {
+  apiVersion: "v1alpha1" as const,
+  metadata: { os: { type: "debian", version: "12" }, config: { arch: "amd64" } },
+  updates: [{ name: "liblzma5", installedVersion: "1", fixedVersion: "2", vulnerabilityID: "CVE-1" }],
+};
+const owner = {
+  apiVersion: "vulnpatcher.io/v1alpha1",
+  kind: "PatchJob",
+  name: "my-pj",
+  uid: "11111111-2222-3333-4444-555555555555",
+};
+
+function request(extra: Partial<CopaRequest> = {}): CopaRequest {
+  return {
+    id: "my-pj-3",
+    manifest,
+    timeoutMs: 600_000,
+    owner,
+    args: (p) =>
+      copaArgv({
+        image: parseImageRef("registry.example:5000/library/debian:12@sha256:" + "a".repeat(64)),
+        target: parseImageRef("registry.example:5000/library/debian:12-patched"),
+        buildkitAddr: "tcp://buildkitd.vuln-patcher:1234",
+        manifestPath: p.manifest,
+        vexPath: p.vex,
+        timeout: "9m",
+        tls: { caCert: `${CERTS_DIR}/ca.crt`, cert: `${CERTS_DIR}/tls.crt`, key: `${CERTS_DIR}/tls.key` },
+      }),
+    ...extra,
+  };
+}
+
+test("kubernetes executor - the Job: argv, mounts, deadlines, owner, restricted security", () => {
+  const job = buildJob(
+    {
+      kc: undefined as never,
+      image: "ghcr.io/example/copa-runner:0.14.2",
+      registrySecret: "regcred",
+      buildkitTLSSecret: "buildkit-client",
+    },
+    request(),
+    "team-a",
+  );
+  assert.equal(job.metadata?.name, jobName("my-pj-3"));
+  assert.match(job.metadata!.name!, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+  assert.ok(job.metadata!.name!.length <= 63);
+  assert.equal(job.metadata?.namespace, "team-a");
+  assert.deepEqual(job.metadata?.ownerReferences, [{ ...owner, controller: true, blockOwnerDeletion: true }]);
+  assert.equal(job.spec?.backoffLimit, 0);
+  assert.equal(job.spec?.activeDeadlineSeconds, 600);
+  assert.equal(job.spec?.ttlSecondsAfterFinished, 3600);
+  const pod = job.spec!.template.spec!;
+  assert.equal(pod.restartPolicy, "Never");
+  assert.equal(pod.automountServiceAccountToken, false);
+  assert.deepEqual(pod.securityContext, {
+    runAsNonRoot: true,
+    runAsUser: 65532,
+    runAsGroup: 65532,
+    fsGroup: 65532,
+    seccompProfile: { type: "RuntimeDefault" },
+  });
+  const c = pod.containers[0]!;
+  assert.deepEqual(c.command, ["copa"]);
+  assert.deepEqual(c.args, [
+    "patch",
+    "--image",
+    "registry.example:5000/library/debian:12@sha256:" + "a".repeat(64),
+    "--tag",
+    "registry.example:5000/library/debian:12-patched",
+    "--addr",
+    "tcp://buildkitd.vuln-patcher:1234",
+    "--timeout",
+    "9m",
+    "--report",
+    `${MANIFEST_DIR}/manifest.json`,
+    "--scanner",
+    "native",
+    "--format",
+    "openvex",
+    "--output",
+    `${VEX_DIR}/vex.json`,
+    "--push",
+    "--cacert",
+    `${CERTS_DIR}/ca.crt`,
+    "--cert",
+    `${CERTS_DIR}/tls.crt`,
+    "--key",
+    `${CERTS_DIR}/tls.key`,
+  ]);
+  assert.deepEqual(c.securityContext, {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ["ALL"] },
+  });
+  assert.deepEqual(c.env, [
+    { name: "HOME", value: "/tmp" },
+    { name: "DOCKER_CONFIG", value: DOCKER_CONFIG_DIR },
+  ]);
+  const mounts = Object.fromEntries(c.volumeMounts!.map((m) => [m.name, m.mountPath]));
+  assert.deepEqual(mounts, {
+    out: VEX_DIR,
+    tmp: "/tmp",
+    manifest: MANIFEST_DIR,
+    "docker-config": DOCKER_CONFIG_DIR,
+    "buildkit-certs": CERTS_DIR,
+  });
+  const vols = Object.fromEntries(pod.volumes!.map((v) => [v.name, v]));
+  assert.deepEqual(vols["docker-config"]?.secret, {
+    secretName: "regcred",
+    items: [{ key: ".dockerconfigjson", path: "config.json" }],
+  });
+  assert.equal(vols.manifest?.configMap?.name, job.metadata?.name);
+  assert.equal(vols["buildkit-certs"]?.secret?.secretName, "buildkit-client");
+  // No secret value anywhere in the Job: only references.
+  assert.doesNotMatch(JSON.stringify(job), /password|auth"/i);
+});
+
+test("kubernetes executor - update-all mode has no manifest volume and no report flags", () => {
+  const job = buildJob({ kc: undefined as never, image: "copa:1" }, request({ manifest: undefined }), "ns");
+  const c = job.spec!.template.spec!.containers[0]!;
+  assert.ok(!c.args!.includes("--report"));
+  assert.ok(!c.volumeMounts!.some((m) => m.name === "manifest"));
+  assert.ok(!c.env!.some((e) => e.name === "DOCKER_CONFIG"));
+});
+
+/** SIMULATION of a kubelet: run a Job's Pod with the local copa and report its end in the Pod status. */
+async function simulateKubelet(
+  kc: ReturnType<Awaited<ReturnType<typeof setup>>["kubeConfig"]>,
+  namespace: string,
+  signal: AbortSignal,
+): Promise<number> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const done = new Set<string>();
+  while (!signal.aborted) {
+    const pods = await core.listNamespacedPod({
+      namespace,
+      labelSelector: "app.kubernetes.io/component=copa",
+    });
+    for (const pod of pods.items) {
+      const name = pod.metadata!.name!;
+      if (done.has(name) || pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") continue;
+      done.add(name);
+      await runPod(core, namespace, pod);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  return done.size;
+}
+
+async function runPod(core: CoreV1Api, namespace: string, pod: V1Pod): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), "sim-kubelet-"));
+  try {
+    const c = pod.spec!.containers[0]!;
+    const paths = new Map<string, string>();
+    for (const m of c.volumeMounts ?? []) {
+      const dir = join(root, m.name);
+      await mkdir(dir, { recursive: true });
+      paths.set(m.mountPath, dir);
+      const vol = pod.spec!.volumes!.find((v) => v.name === m.name)!;
+      if (vol.configMap) {
+        const cm = await core.readNamespacedConfigMap({ namespace, name: vol.configMap.name! });
+        for (const [k, v] of Object.entries(cm.data ?? {})) await writeFile(join(dir, k), v);
+      }
+    }
+    const mapPath = (a: string) => {
+      for (const [mount, dir] of paths) if (a.startsWith(mount + "/")) return dir + a.slice(mount.length);
+      return a;
+    };
+    assert.equal(c.command?.[0], "copa");
+    // Argv straight from the Pod spec (paths mapped to the simulated volumes), no shell.
+    const result = await localExecutor({ copaPath: goBinary("copa") }).run({
+      id: "sim",
+      timeoutMs: 600_000,
+      args: () => c.args!.map(mapPath),
+    });
+    const now = new Date();
+    await core.replaceNamespacedPodStatus({
+      namespace,
+      name: pod.metadata!.name!,
+      body: {
+        ...pod,
+        status: {
+          phase: result.exitCode === 0 ? "Succeeded" : "Failed",
+          startTime: now,
+          containerStatuses: [
+            {
+              name: c.name,
+              image: c.image!,
+              imageID: "",
+              ready: false,
+              restartCount: 0,
+              state: {
+                terminated: {
+                  exitCode: result.exitCode ?? 137,
+                  reason: result.exitCode === 0 ? "Completed" : "Error",
+                  message: result.outputTail.slice(-4000),
+                  startedAt: now,
+                  finishedAt: now,
+                },
+              },
+            },
+          ],
+        },
+      },
+    });
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+test("kubernetes executor - a real patch through a Job (kubelet SIMULATED), verified in the registry", async () => {
+  await using env = await setup({ buildkit: true, nats: false });
+  const kc = env.kubeConfig();
+  const ns = "jobs";
+  await createNamespace(kc, ns);
+  const registry = new RegistryClient();
+  const src = parseImageRef(env.images!.vulnerable);
+  const m = await registry.manifestFor(src);
+  const updates = await securityUpdates(
+    ["liblzma5", "perl-base"],
+    (await readPackageDB(registry, src, m!.manifest.layers)).packages,
+  );
+  const stopKubelet = new AbortController();
+  const kubelet = simulateKubelet(kc, ns, stopKubelet.signal);
+  try {
+    const result = await patchImage({
+      id: "job-test-1",
+      source: { ...src, digest: env.images!.vulnerableDigest },
+      target: parseImageRef(`${env.registryHost}/library/debian:bookworm-vuln-job`),
+      updates,
+      os: { type: "debian", version: "12" },
+      buildkitAddr: env.buildkitAddr,
+      executor: kubernetesExecutor({ kc, image: "vuln-patcher/copa-runner:test", pollMs: 500 }),
+      registry,
+      namespace: ns,
+    });
+    assert.equal(result.kind, "patched");
+    if (result.kind === "patched")
+      assert.deepEqual(result.verification.fixed.map((u) => u.name).sort(), ["liblzma5", "perl-base"]);
+    const job = await kc
+      .makeApiClient(BatchV1Api)
+      .readNamespacedJob({ namespace: ns, name: jobName("job-test-1") });
+    assert.ok(
+      job.status?.conditions?.some((c) => c.type === "Complete" && c.status === "True"),
+      "the real Job controller marked the Job Complete",
+    );
+  } finally {
+    stopKubelet.abort();
+    await kubelet;
+  }
+});
+
+test("kubernetes executor - a failing copa run surfaces the Pod's termination message", async () => {
+  await using env = await setup({ buildkit: false, nats: false, images: false });
+  const kc = env.kubeConfig();
+  const ns = "jobs-fail";
+  await createNamespace(kc, ns);
+  const stopKubelet = new AbortController();
+  const kubelet = simulateKubelet(kc, ns, stopKubelet.signal);
+  try {
+    const run = await kubernetesExecutor({ kc, image: "copa:test", pollMs: 300 }).run({
+      id: "fail-1",
+      namespace: ns,
+      timeoutMs: 120_000,
+      manifest,
+      args: (p) =>
+        copaArgv({
+          image: parseImageRef(`${env.registryHost}/x/y:1`),
+          target: parseImageRef(`${env.registryHost}/x/y:1-patched`),
+          buildkitAddr: "unix:///nonexistent/buildkitd.sock",
+          manifestPath: p.manifest,
+          timeout: "1m",
+        }),
+    });
+    assert.notEqual(run.exitCode, 0);
+    assert.match(run.outputTail, /buildkit|no such file|connect/i);
+    await waitFor("the Job to be Failed", async () => {
+      const j = await kc
+        .makeApiClient(BatchV1Api)
+        .readNamespacedJob({ namespace: ns, name: jobName("fail-1") });
+      return j.status?.conditions?.some((c) => c.type === "Failed") || undefined;
+    });
+  } finally {
+    stopKubelet.abort();
+    await kubelet;
+  }
+});

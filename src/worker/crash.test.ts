@@ -1,0 +1,132 @@
+// A worker killed with SIGKILL in the middle of a patch: JetStream redelivers the
+// request to the other worker, the dead worker's copa dies with it, and the PatchJob
+// ends with exactly one patched image in the registry.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { setup, goBinary } from "../../test/env/index.ts";
+import { installAllCRDs } from "../../test/env/crds.ts";
+import { createNamespace } from "../../test/env/kube.ts";
+import { securityUpdates } from "../../test/env/debian.ts";
+import { createPatchJob, manualSpec, waitForPhase, getPatchJob } from "../../test/env/patchjobs.ts";
+import { startCli, type CliProcess } from "../../test/env/cli.ts";
+import { waitFor } from "../../test/env/wait.ts";
+import { parseImageRef } from "../api/imageref.ts";
+import { RegistryClient } from "../registry/client.ts";
+import { readPackageDB } from "../registry/pkgdb.ts";
+import { connectNats } from "../queue/nats.ts";
+import { startController } from "../controller/manager.ts";
+
+const run = promisify(execFile);
+
+async function manifestRevisions(registryData: string): Promise<number> {
+  const dir = join(
+    registryData,
+    "docker/registry/v2/repositories/library/debian/_manifests/revisions/sha256",
+  );
+  return (await readdir(dir).catch(() => [])).length;
+}
+
+async function copaProcessesFor(tag: string): Promise<number> {
+  const { stdout } = await run("ps", ["-eo", "args"]);
+  return stdout.split("\n").filter((l) => /(^|\/)copa /.test(l) && l.includes(tag)).length;
+}
+
+test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly one patched image", async () => {
+  await using env = await setup({ buildkit: true });
+  const kc = env.kubeConfig();
+  await installAllCRDs(kc);
+  const ns = "crash";
+  await createNamespace(kc, ns);
+  const registry = new RegistryClient();
+  const src = parseImageRef(env.images!.vulnerable);
+  const m = await registry.manifestFor(src);
+  const updates = await securityUpdates(
+    ["liblzma5", "libpcre2-8-0", "perl-base"],
+    (await readPackageDB(registry, src, m!.manifest.layers)).packages,
+  );
+  const nc = await connectNats({ url: env.natsURL, name: "crash-test" });
+  const ctl = await startController({ kc, nc });
+  const workers: Record<string, CliProcess> = {};
+  try {
+    for (const id of ["worker-a", "worker-b"]) {
+      workers[id] = await startCli(
+        [
+          "worker",
+          "--kubeconfig",
+          env.kubeconfig,
+          "--nats-url",
+          env.natsURL,
+          "--executor",
+          "local",
+          "--copa",
+          goBinary("copa"),
+          "--buildkit-addr",
+          env.buildkitAddr,
+          "--identity",
+          id,
+          "--concurrency",
+          "1",
+          "--ack-wait",
+          "8s",
+          "--listen",
+          "127.0.0.1:0",
+        ],
+        { logDir: env.dir, name: id },
+      );
+    }
+    const before = await manifestRevisions(env.registry!.dataDir);
+    await createPatchJob(
+      kc,
+      ns,
+      "crash",
+      manualSpec(env.images!.vulnerable, env.images!.vulnerableDigest, {
+        os: { type: "debian", version: "12" },
+        updates,
+        target: { tagSuffix: "-crash" },
+      }),
+    );
+    const running = await waitFor(
+      "Running",
+      async () => {
+        const pj = await getPatchJob(kc, ns, "crash");
+        return pj.status?.phase === "Running" && pj.status.worker ? pj : undefined;
+      },
+      60_000,
+      100,
+    );
+    const victim = running.status!.worker!;
+    const survivor = victim === "worker-a" ? "worker-b" : "worker-a";
+    await waitFor(
+      "copa to run",
+      async () => (await copaProcessesFor("bookworm-vuln-crash")) > 0 || undefined,
+      30_000,
+      100,
+    );
+    workers[victim]!.kill();
+    await workers[victim]!.exited;
+    await waitFor(
+      "the dead worker's copa to die with it",
+      async () => (await copaProcessesFor("bookworm-vuln-crash")) === 0 || undefined,
+      10_000,
+      100,
+    );
+
+    const pj = await waitForPhase(kc, ns, "crash", ["Succeeded", "Failed", "NoOp"], 300_000);
+    assert.equal(pj.status?.phase, "Succeeded", pj.status?.message);
+    assert.equal(pj.status?.worker, survivor);
+    assert.equal(pj.status?.attempts, 2);
+    const tag = await registry.manifestFor(
+      parseImageRef(`${env.registryHost}/library/debian:bookworm-vuln-crash`),
+    );
+    assert.equal(tag?.digest, pj.status?.patchedImage?.digest);
+    assert.equal((await manifestRevisions(env.registry!.dataDir)) - before, 1, "exactly one image pushed");
+  } finally {
+    for (const w of Object.values(workers)) await w.stop();
+    await ctl.stop();
+    await nc.close();
+  }
+});
