@@ -4,7 +4,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { setup, cacheDir, isAlive, stopPid, type Endpoints } from "../../test/env/index.ts";
+import { setup, cacheDir, isAlive, stopPid, type Endpoints, type Env } from "../../test/env/index.ts";
 import { detachFromExitHook } from "../../test/env/process.ts";
 import { UsageError } from "../util/errors.ts";
 import { parse } from "./args.ts";
@@ -13,11 +13,17 @@ export const devUsage = `Usage: vuln-patcher dev up [--json] [--name NAME]
        vuln-patcher dev down [--name NAME]
        vuln-patcher dev status [--json] [--name NAME]
 
-up      start etcd, kube-apiserver, kube-controller-manager, NATS (JetStream) and a
-        registry on 127.0.0.1, print their endpoints (--json for scripts)
+up      start etcd, kube-apiserver, kube-controller-manager, NATS (JetStream), a
+        registry and (as root) BuildKit with the vulnerable test image, on
+        127.0.0.1; print their endpoints (--json for scripts)
 down    stop every process of the environment by pid and remove its data
 status  show each process and whether it is alive
 NAME keeps several environments apart (default "default").`;
+
+/** BuildKit needs root; `dev up` includes it (and the test images) when it can run. */
+function wantBuildkit(): boolean {
+  return process.env.VULN_PATCHER_DEV_BUILDKIT !== "0" && process.getuid?.() === 0;
+}
 
 interface State extends Endpoints {
   name: string;
@@ -58,7 +64,8 @@ export async function devCommand(argv: string[]): Promise<number> {
   }
 }
 
-async function devUp(name: string, json: boolean): Promise<number> {
+/** A fresh directory for environment `name`, refusing if one is already up. */
+export async function prepareDevDir(name: string): Promise<string> {
   const existing = await readState(name);
   if (existing && Object.values(existing.pids).some(isAlive)) {
     throw new UsageError(
@@ -68,7 +75,11 @@ async function devUp(name: string, json: boolean): Promise<number> {
   const dir = stateDir(name);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  const env = await setup({ dir });
+  return dir;
+}
+
+/** Let `env`'s processes outlive this command; `dev down --name` stops them. */
+export async function keepDevEnv(name: string, env: Env): Promise<State> {
   for (const c of env.components) if (c.pid) detachFromExitHook(c.pid);
   const state: State = {
     ...env.endpoints(),
@@ -76,7 +87,14 @@ async function devUp(name: string, json: boolean): Promise<number> {
     startedAt: new Date().toISOString(),
     order: env.components.map((c) => c.name),
   };
-  await writeFile(join(dir, "state.json"), JSON.stringify(state, null, 2) + "\n");
+  await writeFile(join(stateDir(name), "state.json"), JSON.stringify(state, null, 2) + "\n");
+  return state;
+}
+
+async function devUp(name: string, json: boolean): Promise<number> {
+  const dir = await prepareDevDir(name);
+  const env = await setup({ dir, buildkit: wantBuildkit() });
+  const state = await keepDevEnv(name, env);
   if (json) process.stdout.write(JSON.stringify(state, null, 2) + "\n");
   else {
     process.stdout.write(
@@ -86,6 +104,20 @@ async function devUp(name: string, json: boolean): Promise<number> {
         `  apiserver   ${state.apiserver}`,
         `  NATS        ${state.natsURL}`,
         `  registry    ${state.registry} (plain HTTP)`,
+        ...(state.buildkitAddr
+          ? [
+              `  BuildKit    ${state.buildkitAddr}`,
+              `  copa        ${state.copa}`,
+              `  image       ${state.vulnerableImage} (vulnerable Debian bookworm)`,
+            ]
+          : []),
+        ...(state.buildkitAddr
+          ? [
+              `  BuildKit    ${state.buildkitAddr}`,
+              `  copa        ${state.copa}`,
+              `  image       ${state.vulnerableImage} (vulnerable Debian bookworm)`,
+            ]
+          : []),
         "",
         `  export KUBECONFIG=${state.kubeconfig} NATS_URL=${state.natsURL}`,
         `  kubectl get ns`,

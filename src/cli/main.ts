@@ -18,6 +18,14 @@ const commands: Record<string, Command> = {
     summary: "take patch requests from NATS and run copa on BuildKit",
     run: async (a) => (await import("./worker.ts")).workerCommand(a),
   },
+  patch: {
+    summary: "patch one image now (copa on BuildKit) and print a before/after summary",
+    run: async (a) => (await import("./patch.ts")).patchCommand(a),
+  },
+  demo: {
+    summary: "run the whole pipeline on local real components and show the result",
+    run: async (a) => (await import("./demo.ts")).demoCommand(a),
+  },
   dev: {
     summary: "bring the real-component dev environment up/down (dev up|down|status)",
     run: async (a) => (await import("./dev.ts")).devCommand(a),

@@ -14,11 +14,14 @@ export interface PackageDB {
   format: PackageFormat;
   /** name -> installed version */
   packages: Map<string, string>;
+  /** From /etc/debian_version (Debian's point release, e.g. 12.15), when asked for. */
+  debianVersion?: string;
 }
 
 const DPKG_STATUS = "var/lib/dpkg/status";
 const DPKG_STATUS_D = "var/lib/dpkg/status.d/";
 const APK_DB = "lib/apk/db/installed";
+const DEBIAN_VERSION = "etc/debian_version";
 
 /** dpkg status paragraphs -> installed packages (Status: install ok installed). */
 export function parseDpkgStatus(text: string, into = new Map<string, string>()): Map<string, string> {
@@ -78,18 +81,23 @@ export async function readPackageDB(
   client: RegistryClient,
   ref: Pick<ImageRef, "registry" | "repository">,
   layers: Descriptor[],
+  opts: { debianVersion?: boolean } = {},
 ): Promise<PackageDB> {
   const statusD = new Map<string, string>(); // file -> content, upper layers win
   let statusDSeen = false;
+  let debianVersion: string | undefined;
+  let found: PackageDB | undefined;
   for (const layer of [...layers].reverse()) {
     let dpkg: string | undefined;
     let apk: string | undefined;
     let deleted = false;
     const tar = readTar(
       decompress(layer.mediaType, await client.blob(ref, layer.digest)),
-      (n) => n === DPKG_STATUS || n === APK_DB || n.startsWith(DPKG_STATUS_D),
+      (n) => n === DPKG_STATUS || n === APK_DB || n.startsWith(DPKG_STATUS_D) || n === DEBIAN_VERSION,
     );
     for await (const e of tar) {
+      if (e.name === DEBIAN_VERSION && e.content) debianVersion ??= e.content.toString("utf8").trim();
+      if (found) continue;
       if (e.name === DPKG_STATUS && e.content) dpkg = e.content.toString("utf8");
       else if (e.name === APK_DB && e.content) apk = e.content.toString("utf8");
       else if (e.name.startsWith(DPKG_STATUS_D) && e.content) {
@@ -97,10 +105,12 @@ export async function readPackageDB(
         if (!statusD.has(e.name)) statusD.set(e.name, e.content.toString("utf8"));
       } else if (whiteoutOf(e.name) === DPKG_STATUS || whiteoutOf(e.name) === APK_DB) deleted = true;
     }
-    if (dpkg !== undefined) return { format: "dpkg", packages: parseDpkgStatus(dpkg) };
-    if (apk !== undefined) return { format: "apk", packages: parseApkInstalled(apk) };
-    if (deleted) break;
+    if (!found && dpkg !== undefined) found = { format: "dpkg", packages: parseDpkgStatus(dpkg) };
+    if (!found && apk !== undefined) found = { format: "apk", packages: parseApkInstalled(apk) };
+    if (found && (!opts.debianVersion || debianVersion)) break;
+    if (!found && deleted) break;
   }
+  if (found) return { ...found, ...(debianVersion ? { debianVersion } : {}) };
   if (statusDSeen) {
     const packages = new Map<string, string>();
     for (const text of statusD.values()) parseDpkgStatus(text, packages);

@@ -1,0 +1,74 @@
+// A VulnerabilityReport for the vulnerable test image built from real data only: the
+// packages the image has at versions older than bookworm-security's, the fixed
+// versions from bookworm-security, and the CVE (or GHSA) ids from the Debian changelogs
+// of the fixed packages. What sbomscanner would report for this image, without Trivy.
+import { createHash } from "node:crypto";
+import { compareDpkg } from "../../src/api/version.ts";
+import { REPORT_GROUP, REPORT_VERSION, REPORT_KIND } from "../../src/api/report.ts";
+import { securityPackages, securityUpdates } from "./debian.ts";
+
+export interface HonestReportInput {
+  name: string;
+  namespace: string;
+  registryURI: string;
+  repository: string;
+  tag: string;
+  digest: string;
+  /** The image's installed packages (from its dpkg status). */
+  installed: Map<string, string>;
+  debianVersion?: string;
+}
+
+export async function honestReport(i: HonestReportInput): Promise<Record<string, unknown>> {
+  const sec = await securityPackages();
+  const upgradable = [...i.installed]
+    .filter(([name, v]) => sec.has(name) && compareDpkg(sec.get(name)!.version, v) > 0)
+    .map(([name]) => name)
+    .sort();
+  const updates = await securityUpdates(upgradable, i.installed);
+  const version = i.debianVersion ?? "12";
+  const vulnerabilities = updates.flatMap((u) =>
+    u.vulnerabilityIDs.map((id) => ({
+      cve: id,
+      packageName: u.name,
+      purl: `pkg:deb/debian/${u.name}@${u.installedVersion}?arch=amd64&distro=debian-${version}`,
+      installedVersion: u.installedVersion,
+      fixedVersions: [u.fixedVersion],
+      severity: "UNKNOWN",
+      suppressed: false,
+      title: `${id} in ${u.name} (fixed in bookworm-security ${u.fixedVersion})`,
+      diffID: "sha256:" + createHash("sha256").update(i.digest).digest("hex"),
+    })),
+  );
+  return {
+    apiVersion: `${REPORT_GROUP}/${REPORT_VERSION}`,
+    kind: REPORT_KIND,
+    metadata: {
+      name: i.name,
+      namespace: i.namespace,
+      labels: {
+        "app.kubernetes.io/managed-by": "sbomscanner",
+        "sbomscanner.kubewarden.io/scanjob-uid": "demo-scan-1",
+      },
+    },
+    imageMetadata: {
+      registry: "local",
+      registryURI: i.registryURI,
+      repository: i.repository,
+      tag: i.tag,
+      platform: "linux/amd64",
+      digest: i.digest,
+    },
+    report: {
+      summary: { critical: 0, high: 0, medium: 0, low: 0, unknown: vulnerabilities.length, suppressed: 0 },
+      results: [
+        {
+          target: `${i.registryURI}/${i.repository}:${i.tag} (debian ${version})`,
+          class: "os-pkgs",
+          type: "debian",
+          vulnerabilities,
+        },
+      ],
+    },
+  };
+}
