@@ -29,6 +29,7 @@ Takes patch requests from NATS JetStream and runs copa on BuildKit for each.
   --job-namespace NS            where Jobs run (default: the PatchJob's namespace)
   --registry-secret NAME        dockerconfigjson Secret mounted into Jobs for DOCKER_CONFIG
   --buildkit-tls-secret NAME    Secret with ca.crt, tls.crt, tls.key mounted into Jobs
+  --job-resources JSON          the copa container's resources, e.g. '{"limits":{"memory":"512Mi"}}'
   --insecure-registry HOST      reach HOST over plain HTTP (repeatable; loopback always is)
   --ack-wait D                  redeliver when a worker goes silent this long (default 60s)
   --max-deliver N               attempts before a PatchJob is Failed (default 5)
@@ -54,6 +55,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     "job-namespace": { type: "string" },
     "registry-secret": { type: "string" },
     "buildkit-tls-secret": { type: "string" },
+    "job-resources": { type: "string" },
     "insecure-registry": { type: "string", multiple: true },
     "ack-wait": { type: "string" },
     "max-deliver": { type: "string" },
@@ -96,6 +98,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
             })(),
           registrySecret: v["registry-secret"],
           buildkitTLSSecret: v["buildkit-tls-secret"],
+          resources: jobResources(v["job-resources"]),
           log,
         });
   const signal = shutdownSignal();
@@ -132,4 +135,19 @@ export async function workerCommand(argv: string[]): Promise<number> {
   await worker.stop();
   await nc.drain().catch(() => {});
   return 0;
+}
+
+function jobResources(
+  json: string | undefined,
+): { requests?: Record<string, string>; limits?: Record<string, string> } | undefined {
+  if (!json) return undefined;
+  try {
+    const r = JSON.parse(json) as { requests?: Record<string, string>; limits?: Record<string, string> };
+    if (typeof r !== "object" || r === null || Array.isArray(r)) throw new Error("not an object");
+    return r;
+  } catch (err) {
+    throw new UsageError(
+      `--job-resources must be JSON like {"limits":{"memory":"512Mi"}}: ${(err as Error).message}`,
+    );
+  }
 }

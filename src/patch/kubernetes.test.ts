@@ -5,11 +5,9 @@
 // kubelet; the apiserver, the Job controller, BuildKit, copa and the registry are real.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, mkdir, writeFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { BatchV1Api, CoreV1Api, type V1Pod } from "@kubernetes/client-node";
-import { setup, goBinary } from "../../test/env/index.ts";
+import { BatchV1Api } from "@kubernetes/client-node";
+import { setup } from "../../test/env/index.ts";
+import { simulateKubelet } from "../../test/env/kubelet-sim.ts";
 import { createNamespace } from "../../test/env/kube.ts";
 import { securityUpdates } from "../../test/env/debian.ts";
 import { waitFor } from "../../test/env/wait.ts";
@@ -22,7 +20,6 @@ import {
   DOCKER_CONFIG_DIR,
   CERTS_DIR,
 } from "./kubernetes.ts";
-import { localExecutor } from "./local.ts";
 import { copaArgv } from "./argv.ts";
 import { parseImageRef } from "../api/imageref.ts";
 import { RegistryClient } from "../registry/client.ts";
@@ -48,6 +45,7 @@ function request(extra: Partial<CopaRequest> = {}): CopaRequest {
     manifest,
     timeoutMs: 600_000,
     owner,
+    namespace: "team-a",
     args: (p) =>
       copaArgv({
         image: parseImageRef("registry.example:5000/library/debian:12@sha256:" + "a".repeat(64)),
@@ -147,6 +145,13 @@ test("kubernetes executor - the Job: argv, mounts, deadlines, owner, restricted 
   assert.doesNotMatch(JSON.stringify(job), /password|auth"/i);
 });
 
+test("kubernetes executor - a Job outside its PatchJob's namespace has no owner (owners must be local) but says whose it is", () => {
+  const job = buildJob({ kc: undefined as never, image: "copa:1" }, request(), "vuln-patcher");
+  assert.equal(job.metadata?.ownerReferences, undefined);
+  assert.equal(job.metadata?.labels?.["vulnpatcher.io/patchjob"], "my-pj");
+  assert.equal(job.metadata?.labels?.["vulnpatcher.io/patchjob-namespace"], "team-a");
+});
+
 test("kubernetes executor - update-all mode has no manifest volume and no report flags", () => {
   const job = buildJob({ kc: undefined as never, image: "copa:1" }, request({ manifest: undefined }), "ns");
   const c = job.spec!.template.spec!.containers[0]!;
@@ -154,91 +159,6 @@ test("kubernetes executor - update-all mode has no manifest volume and no report
   assert.ok(!c.volumeMounts!.some((m) => m.name === "manifest"));
   assert.ok(!c.env!.some((e) => e.name === "DOCKER_CONFIG"));
 });
-
-/** SIMULATION of a kubelet: run a Job's Pod with the local copa and report its end in the Pod status. */
-async function simulateKubelet(
-  kc: ReturnType<Awaited<ReturnType<typeof setup>>["kubeConfig"]>,
-  namespace: string,
-  signal: AbortSignal,
-): Promise<number> {
-  const core = kc.makeApiClient(CoreV1Api);
-  const done = new Set<string>();
-  while (!signal.aborted) {
-    const pods = await core.listNamespacedPod({
-      namespace,
-      labelSelector: "app.kubernetes.io/component=copa",
-    });
-    for (const pod of pods.items) {
-      const name = pod.metadata!.name!;
-      if (done.has(name) || pod.status?.phase === "Succeeded" || pod.status?.phase === "Failed") continue;
-      done.add(name);
-      await runPod(core, namespace, pod);
-    }
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  return done.size;
-}
-
-async function runPod(core: CoreV1Api, namespace: string, pod: V1Pod): Promise<void> {
-  const root = await mkdtemp(join(tmpdir(), "sim-kubelet-"));
-  try {
-    const c = pod.spec!.containers[0]!;
-    const paths = new Map<string, string>();
-    for (const m of c.volumeMounts ?? []) {
-      const dir = join(root, m.name);
-      await mkdir(dir, { recursive: true });
-      paths.set(m.mountPath, dir);
-      const vol = pod.spec!.volumes!.find((v) => v.name === m.name)!;
-      if (vol.configMap) {
-        const cm = await core.readNamespacedConfigMap({ namespace, name: vol.configMap.name! });
-        for (const [k, v] of Object.entries(cm.data ?? {})) await writeFile(join(dir, k), v);
-      }
-    }
-    const mapPath = (a: string) => {
-      for (const [mount, dir] of paths) if (a.startsWith(mount + "/")) return dir + a.slice(mount.length);
-      return a;
-    };
-    assert.equal(c.command?.[0], "copa");
-    // Argv straight from the Pod spec (paths mapped to the simulated volumes), no shell.
-    const result = await localExecutor({ copaPath: goBinary("copa") }).run({
-      id: "sim",
-      timeoutMs: 600_000,
-      args: () => c.args!.map(mapPath),
-    });
-    const now = new Date();
-    await core.replaceNamespacedPodStatus({
-      namespace,
-      name: pod.metadata!.name!,
-      body: {
-        ...pod,
-        status: {
-          phase: result.exitCode === 0 ? "Succeeded" : "Failed",
-          startTime: now,
-          containerStatuses: [
-            {
-              name: c.name,
-              image: c.image!,
-              imageID: "",
-              ready: false,
-              restartCount: 0,
-              state: {
-                terminated: {
-                  exitCode: result.exitCode ?? 137,
-                  reason: result.exitCode === 0 ? "Completed" : "Error",
-                  message: result.outputTail.slice(-4000),
-                  startedAt: now,
-                  finishedAt: now,
-                },
-              },
-            },
-          ],
-        },
-      },
-    });
-  } finally {
-    await rm(root, { recursive: true, force: true });
-  }
-}
 
 test("kubernetes executor - a real patch through a Job (kubelet SIMULATED), verified in the registry", async () => {
   await using env = await setup({ buildkit: true, nats: false });

@@ -93,8 +93,10 @@ export function buildJob(o: KubernetesExecutorOptions, req: CopaRequest, namespa
         "app.kubernetes.io/managed-by": "vuln-patcher",
         "app.kubernetes.io/component": "copa",
         ...(req.owner ? { "vulnpatcher.io/patchjob": req.owner.name.slice(0, 63) } : {}),
+        ...(req.owner && req.namespace ? { "vulnpatcher.io/patchjob-namespace": req.namespace } : {}),
       },
-      ...(req.owner
+      // An owner must live in the same namespace; a Job elsewhere is found by its labels.
+      ...(req.owner && namespace === req.namespace
         ? { ownerReferences: [{ ...req.owner, controller: true, blockOwnerDeletion: true }] }
         : {}),
     },
