@@ -18,7 +18,7 @@ export default tseslint.config(
   },
   {
     // Tests mutate fixture copies freely.
-    files: ["**/*.test.ts", "test/**/*.ts"],
+    files: ["**/*.test.ts", "test/**/*.ts", "bench/**/*.ts"],
     rules: { "@typescript-eslint/no-explicit-any": "off" },
   },
 );

@@ -170,7 +170,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       (ns) =>
         new Informer<ReportSummary>({
           name: `vulnerabilityreports${ns ? `/${ns}` : ""}`,
-          pageSize: 20,
+          pageSize: 50,
           kc: o.kc,
           list: listOf(REPORT_GROUP, REPORT_VERSION, REPORT_PLURAL, ns),
           watchPath: pathOf(REPORT_GROUP, REPORT_VERSION, REPORT_PLURAL, ns),
@@ -203,16 +203,26 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     for (const i of patchJobs) i.on(enqueue);
     const reportStore = mergedStore(reports);
     pjStore = mergedStore(patchJobs);
-    const running = [...reports, ...patchJobs].map((i) => i.run(signal));
-    await Promise.all([...reports, ...patchJobs].map((i) => i.waitForSync(signal))).catch(() => {});
+    // PatchJobs first (what already exists), then reports: reconciles start as the first
+    // page of reports arrives, so listing and reconciling overlap instead of adding up.
+    const running = patchJobs.map((i) => i.run(signal));
+    await Promise.all(patchJobs.map((i) => i.waitForSync(signal))).catch(() => {});
     if (signal.aborted) {
       await Promise.all(running);
       return;
     }
-    synced = true;
-    log.info({ reports: reportStore.size, patchJobs: pjStore.size }, "caches synced; reconciling");
+    running.push(...reports.map((i) => i.run(signal)));
+    const reportsSynced = () => reports.every((i) => i.hasSynced());
+    void Promise.all(reports.map((i) => i.waitForSync(signal))).then(
+      () => {
+        synced = true;
+        log.info({ reports: reportStore.size, patchJobs: pjStore?.size }, "caches synced");
+      },
+      () => {},
+    );
     const reconcile = reportReconciler({
       kc: o.kc,
+      reportsSynced,
       reports: reportStore,
       patchJobs: pjStore,
       client,

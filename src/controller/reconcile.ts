@@ -27,6 +27,8 @@ import type { ReportSummary } from "./summary.ts";
 export interface ReconcilerDeps {
   kc: KubeConfig;
   reports: Store<ReportSummary>;
+  /** False while the first list of reports is still arriving. */
+  reportsSynced?: () => boolean;
   patchJobs: Store<PatchJob>;
   client: PatchJobClient;
   publisher: Publisher;
@@ -100,6 +102,8 @@ export function reportReconciler(deps: ReconcilerDeps) {
     }
 
     if (!summary) {
+      // Not listed yet is not the same as gone: look again once the list is complete.
+      if (deps.reportsSynced && !deps.reportsSynced()) return requeueAfter(2_000);
       // The report is gone: keep its PatchJob as history, and say so once.
       if (
         existing &&
@@ -156,13 +160,20 @@ export function reportReconciler(deps: ReconcilerDeps) {
         });
       }
       case "update": {
-        let pj: PatchJob;
-        try {
-          pj = await deps.client.updateSpec(existing!, d.spec);
-        } catch (err) {
-          if (isConflict(err)) return requeueAfter(200);
-          throw err;
+        let pj: PatchJob | undefined;
+        // The cached copy is often one status write behind (ours, or a worker's): on a
+        // conflict, write the spec onto a fresh read once before backing off. Only the
+        // controller writes the spec of a report's PatchJob, so the decision still holds.
+        for (let attempt = 0; attempt < 2 && !pj; attempt++) {
+          const base = attempt === 0 ? existing! : await deps.client.get(namespace, name);
+          if (!base) return done;
+          try {
+            pj = await deps.client.updateSpec(base, d.spec);
+          } catch (err) {
+            if (!isConflict(err)) throw err;
+          }
         }
+        if (!pj) return requeueAfter(200);
         log.info({ why: d.why, generation: pj.metadata.generation }, "PatchJob spec updated");
         pj = {
           ...pj,

@@ -72,10 +72,53 @@ function whiteoutOf(name: string): string | undefined {
     : undefined;
 }
 
+/** What one layer says about the package database. Layers are content-addressed, so this never goes stale. */
+interface LayerScan {
+  dpkg?: string;
+  apk?: string;
+  statusD: Map<string, string>;
+  deleted: boolean;
+  debianVersion?: string;
+}
+
+/** Recent layer scans by digest: the same base layer is read for every patch of an image. */
+const scans = new Map<string, LayerScan>();
+const MAX_SCANS = 64;
+
+async function scanLayer(
+  client: RegistryClient,
+  ref: Pick<ImageRef, "registry" | "repository">,
+  layer: Descriptor,
+): Promise<LayerScan> {
+  const cached = scans.get(layer.digest);
+  if (cached) {
+    scans.delete(layer.digest);
+    scans.set(layer.digest, cached);
+    return cached;
+  }
+  const scan: LayerScan = { statusD: new Map(), deleted: false };
+  const tar = readTar(
+    decompress(layer.mediaType, await client.blob(ref, layer.digest)),
+    (n) => n === DPKG_STATUS || n === APK_DB || n.startsWith(DPKG_STATUS_D) || n === DEBIAN_VERSION,
+  );
+  for await (const e of tar) {
+    if (e.name === DEBIAN_VERSION && e.content) scan.debianVersion = e.content.toString("utf8").trim();
+    else if (e.name === DPKG_STATUS && e.content) scan.dpkg = e.content.toString("utf8");
+    else if (e.name === APK_DB && e.content) scan.apk = e.content.toString("utf8");
+    else if (e.name.startsWith(DPKG_STATUS_D) && e.content)
+      scan.statusD.set(e.name, e.content.toString("utf8"));
+    else if (whiteoutOf(e.name) === DPKG_STATUS || whiteoutOf(e.name) === APK_DB) scan.deleted = true;
+  }
+  scans.set(layer.digest, scan);
+  if (scans.size > MAX_SCANS) scans.delete(scans.keys().next().value!);
+  return scan;
+}
+
 /**
  * Read the package database from an image's layers, top layer first: the first layer
- * that has (or deletes) the database file decides. Layers below are never read once
- * the answer is known, so a patched image is read mostly from copa's small top layer.
+ * that has (or deletes) the database file decides. Layers below are not read once the
+ * answer is known, so a patched image is read mostly from copa's small top layer; and
+ * each layer is scanned once per process (by digest).
  */
 export async function readPackageDB(
   client: RegistryClient,
@@ -84,34 +127,21 @@ export async function readPackageDB(
   opts: { debianVersion?: boolean } = {},
 ): Promise<PackageDB> {
   const statusD = new Map<string, string>(); // file -> content, upper layers win
-  let statusDSeen = false;
   let debianVersion: string | undefined;
   let found: PackageDB | undefined;
   for (const layer of [...layers].reverse()) {
-    let dpkg: string | undefined;
-    let apk: string | undefined;
-    let deleted = false;
-    const tar = readTar(
-      decompress(layer.mediaType, await client.blob(ref, layer.digest)),
-      (n) => n === DPKG_STATUS || n === APK_DB || n.startsWith(DPKG_STATUS_D) || n === DEBIAN_VERSION,
-    );
-    for await (const e of tar) {
-      if (e.name === DEBIAN_VERSION && e.content) debianVersion ??= e.content.toString("utf8").trim();
-      if (found) continue;
-      if (e.name === DPKG_STATUS && e.content) dpkg = e.content.toString("utf8");
-      else if (e.name === APK_DB && e.content) apk = e.content.toString("utf8");
-      else if (e.name.startsWith(DPKG_STATUS_D) && e.content) {
-        statusDSeen = true;
-        if (!statusD.has(e.name)) statusD.set(e.name, e.content.toString("utf8"));
-      } else if (whiteoutOf(e.name) === DPKG_STATUS || whiteoutOf(e.name) === APK_DB) deleted = true;
+    const scan = await scanLayer(client, ref, layer);
+    debianVersion ??= scan.debianVersion;
+    if (!found) {
+      for (const [k, v] of scan.statusD) if (!statusD.has(k)) statusD.set(k, v);
+      if (scan.dpkg !== undefined) found = { format: "dpkg", packages: parseDpkgStatus(scan.dpkg) };
+      else if (scan.apk !== undefined) found = { format: "apk", packages: parseApkInstalled(scan.apk) };
     }
-    if (!found && dpkg !== undefined) found = { format: "dpkg", packages: parseDpkgStatus(dpkg) };
-    if (!found && apk !== undefined) found = { format: "apk", packages: parseApkInstalled(apk) };
     if (found && (!opts.debianVersion || debianVersion)) break;
-    if (!found && deleted) break;
+    if (!found && scan.deleted) break;
   }
   if (found) return { ...found, ...(debianVersion ? { debianVersion } : {}) };
-  if (statusDSeen) {
+  if (statusD.size) {
     const packages = new Map<string, string>();
     for (const text of statusD.values()) parseDpkgStatus(text, packages);
     return { format: "dpkg", packages };

@@ -311,44 +311,38 @@ test("chart - rendered manifests pass a server-side dry run; the controller and 
   );
   await denied(
     "worker creates Jobs outside the Job namespace",
-    asWrk
-      .makeApiClient(BatchV1Api)
-      .createNamespacedJob({
-        namespace: apps,
-        body: {
-          metadata: { name: "x" },
-          spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "c", image: "x" }] } } },
-        },
-      }),
+    asWrk.makeApiClient(BatchV1Api).createNamespacedJob({
+      namespace: apps,
+      body: {
+        metadata: { name: "x" },
+        spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "c", image: "x" }] } } },
+      },
+    }),
   );
   await denied(
     "worker creates PatchJobs",
-    asWrk
-      .makeApiClient(CustomObjectsApi)
-      .createNamespacedCustomObject({
-        group: "vulnpatcher.io",
-        version: "v1alpha1",
-        plural: "patchjobs",
-        namespace: apps,
-        body: {
-          apiVersion: "vulnpatcher.io/v1alpha1",
-          kind: "PatchJob",
-          metadata: { name: "x" },
-          spec: { source: "manual", image: { registryURI: "r", repository: "x", platform: "linux/amd64" } },
-        },
-      }),
+    asWrk.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: "vulnpatcher.io",
+      version: "v1alpha1",
+      plural: "patchjobs",
+      namespace: apps,
+      body: {
+        apiVersion: "vulnpatcher.io/v1alpha1",
+        kind: "PatchJob",
+        metadata: { name: "x" },
+        spec: { source: "manual", image: { registryURI: "r", repository: "x", platform: "linux/amd64" } },
+      },
+    }),
   );
   await denied(
     "controller deletes a VulnerabilityReport",
-    asCtl
-      .makeApiClient(CustomObjectsApi)
-      .deleteNamespacedCustomObject({
-        group: "storage.sbomscanner.kubewarden.io",
-        version: "v1alpha1",
-        plural: "vulnerabilityreports",
-        namespace: apps,
-        name: "app",
-      }),
+    asCtl.makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({
+      group: "storage.sbomscanner.kubewarden.io",
+      version: "v1alpha1",
+      plural: "vulnerabilityreports",
+      namespace: apps,
+      name: "app",
+    }),
   );
   await denied(
     "controller reads Secrets",
@@ -356,15 +350,13 @@ test("chart - rendered manifests pass a server-side dry run; the controller and 
   );
   await denied(
     "controller creates Jobs",
-    asCtl
-      .makeApiClient(BatchV1Api)
-      .createNamespacedJob({
-        namespace: NS,
-        body: {
-          metadata: { name: "x" },
-          spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "c", image: "x" }] } } },
-        },
-      }),
+    asCtl.makeApiClient(BatchV1Api).createNamespacedJob({
+      namespace: NS,
+      body: {
+        metadata: { name: "x" },
+        spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "c", image: "x" }] } } },
+      },
+    }),
   );
   await denied(
     "controller touches Leases outside its namespace",

@@ -19,6 +19,9 @@ export function reportsApi(kc: KubeConfig) {
         body: r,
       }),
     delete: (ns: string, name: string) => api.deleteNamespacedCustomObject({ ...g, namespace: ns, name }),
+    /** A JSON patch (small, no read first, no conflicts). */
+    jsonPatch: (ns: string, name: string, ops: Array<{ op: string; path: string; value?: unknown }>) =>
+      api.patchNamespacedCustomObject({ ...g, namespace: ns, name, body: ops }),
   };
 }
 
