@@ -115,7 +115,8 @@ async function startPipeline(
           "--listen",
           `127.0.0.1:${port}`,
           "--log-level",
-          "warn",
+          // info: the stage timestamps are P1's profile
+          "info",
         ],
         { logDir: env.dir, name: `worker-${i}`, listenPort: port },
       ),
@@ -160,6 +161,31 @@ async function waitSucceeded(env: Env, name: string, timeoutMs = 600_000): Promi
   );
 }
 
+/**
+ * Where the system's time goes for one PatchJob, from the worker's JSON log: report
+ * created -> worker starts (controller + queue + claim), then each stage the worker logs.
+ */
+function stageProfile(logFile: string, key: string, createdAt: number): Record<string, number> {
+  const lines = readFileSync(logFile, "utf8")
+    .split("\n")
+    .filter((l) => l.includes(`"${key}"`))
+    .map((l) => JSON.parse(l) as { time: string; stage?: string; msg: string });
+  const at = (pred: (l: { stage?: string; msg: string }) => boolean) => {
+    const l = lines.find(pred);
+    return l ? Date.parse(l.time) : NaN;
+  };
+  const resolve = at((l) => l.stage === "resolve");
+  const copa = at((l) => l.stage === "copa");
+  const verify = at((l) => l.stage === "verify");
+  const done = at((l) => l.msg === "patched");
+  return {
+    queueAndClaim: resolve - createdAt,
+    plan: copa - resolve,
+    copa: verify - copa,
+    verifyAndRecord: done - verify,
+  };
+}
+
 // ---- P1 orchestration overhead, and P4 redundant work on the same stack ----
 async function p1p4(): Promise<void> {
   await using env = await setup({ buildkit: true });
@@ -170,6 +196,7 @@ async function p1p4(): Promise<void> {
     const rounds = QUICK ? 2 : 4; // the first round of each kind warms BuildKit and is not counted
     const raw: number[] = [];
     const sys: number[] = [];
+    const profiles: Array<Record<string, number>> = [];
     const digest = env.images!.vulnerableDigest;
     const template = await reportFor(env, "template", "bookworm-vuln", digest);
     const parsed = parseReport(template);
@@ -210,15 +237,18 @@ async function p1p4(): Promise<void> {
       rep.metadata.name = `p1-${i}`;
       rep.imageMetadata.tag = tag;
       t = performance.now();
+      const createdAt = Date.now();
       await reports.create(rep);
       await waitSucceeded(env, `p1-${i}`);
       const b = performance.now() - t;
+      const stages = stageProfile(join(env.dir, "worker-0.log"), `default/p1-${i}`, createdAt);
       log(
-        `P1 round ${i}: raw copa ${(a / 1000).toFixed(1)} s, system ${(b / 1000).toFixed(1)} s${i === 0 ? " (warm-up, not counted)" : ""}`,
+        `P1 round ${i}: raw copa ${(a / 1000).toFixed(1)} s, system ${(b / 1000).toFixed(1)} s${i === 0 ? " (warm-up, not counted)" : ""}; ${JSON.stringify(stages)}`,
       );
       if (i > 0) {
         raw.push(a);
         sys.push(b);
+        profiles.push(stages);
       }
     }
     const ratio = median(sys) / median(raw);
@@ -230,7 +260,7 @@ async function p1p4(): Promise<void> {
       value: +ratio.toFixed(3),
       unit: "x",
       met: ratio <= 1.1,
-      details: { rawMs: raw.map(Math.round), systemMs: sys.map(Math.round) },
+      details: { rawMs: raw.map(Math.round), systemMs: sys.map(Math.round), stagesMs: profiles },
     });
 
     // P4: rescans of already-patched reports: labels and resourceVersion only.
@@ -428,6 +458,11 @@ async function p3p5(): Promise<void> {
   log(
     `P3: raw LIST of ${list.items} reports (${(list.bytes / 1e6).toFixed(0)} MB) in ${(list.ms / 1000).toFixed(1)} s`,
   );
+  // The other floor, measured before the controller runs (it would queue these PatchJobs).
+  const writes = await writeFloor(env, N);
+  log(
+    `P3: the writes alone (create + status of ${N} PatchJobs, 8 at a time, no controller): ${(writes / 1000).toFixed(1)} s`,
+  );
   const port = await freePort();
   const t1 = performance.now();
   const ctl = await startCli(
@@ -438,6 +473,8 @@ async function p3p5(): Promise<void> {
       "--nats-url",
       env.natsURL,
       "--leader-elect=false",
+      "--namespaces",
+      "scale",
       "--listen",
       `127.0.0.1:${port}`,
       "--concurrency",
@@ -463,10 +500,6 @@ async function p3p5(): Promise<void> {
     const ms = performance.now() - t1;
     const rss = Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${ctl.pid}/status`, "utf8"))![1]) / 1024;
     const ratio = ms / list.ms;
-    const writes = await writeFloor(env, N);
-    log(
-      `P3: the writes alone (create + status of ${N} PatchJobs, 8 at a time, no controller): ${(writes / 1000).toFixed(1)} s`,
-    );
     await record({
       id: "P3",
       name: `controller scale (${N} reports: start -> all Queued / raw LIST)`,

@@ -6,10 +6,9 @@ import { promisify } from "node:util";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setup, goBinary, REPO_ROOT, type Env } from "../../test/env/index.ts";
-import { honestReport } from "../../test/env/honest-report.ts";
+import { honestReportForImage } from "../../test/env/honest-report.ts";
 import { parseImageRef } from "../api/imageref.ts";
 import { RegistryClient } from "../registry/client.ts";
-import { readPackageDB } from "../registry/pkgdb.ts";
 import type { PatchSummary } from "./patch.ts";
 
 const run = promisify(execFile);
@@ -36,20 +35,7 @@ async function cli(
 
 before(async () => {
   env = await setup({ kube: false, nats: false, buildkit: true });
-  const registry = new RegistryClient();
-  const image = parseImageRef(env.images!.vulnerable);
-  const src = await registry.manifestFor(image);
-  const db = await readPackageDB(registry, image, src!.manifest.layers, { debianVersion: true });
-  const report = await honestReport({
-    name: "r",
-    namespace: "default",
-    registryURI: env.registryHost,
-    repository: image.repository,
-    tag: image.tag!,
-    digest: src!.digest,
-    installed: db.packages,
-    debianVersion: db.debianVersion,
-  });
+  const report = await honestReportForImage(env.images!.vulnerable, "r", "default");
   reportFile = join(env.dir, "report.json");
   await writeFile(reportFile, JSON.stringify(report));
 });

@@ -187,7 +187,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           kc: o.kc,
           list: listOf(GROUP, VERSION, PLURAL, ns),
           watchPath: pathOf(GROUP, VERSION, PLURAL, ns),
-          transform: (raw) => raw as unknown as PatchJob,
+          transform: slimPatchJob,
           resourceVersion: (p) => p.metadata.resourceVersion,
           resyncMs: o.resyncMs,
           log,
@@ -359,4 +359,13 @@ async function sweep(
       }
     }
   }
+}
+
+/**
+ * What the controller keeps of a PatchJob: everything but managedFields (often the
+ * largest part of a small object, and never read here).
+ */
+export function slimPatchJob(raw: RawObject): PatchJob {
+  const { managedFields: _mf, ...metadata } = (raw.metadata ?? {}) as Record<string, unknown>;
+  return { ...(raw as unknown as PatchJob), metadata: metadata as unknown as PatchJob["metadata"] };
 }

@@ -9,7 +9,7 @@ import { BatchV1Api } from "@kubernetes/client-node";
 import { setup } from "../../test/env/index.ts";
 import { simulateKubelet } from "../../test/env/kubelet-sim.ts";
 import { createNamespace } from "../../test/env/kube.ts";
-import { securityUpdates } from "../../test/env/debian.ts";
+import { imageSecurityUpdates } from "../../test/env/honest-report.ts";
 import { waitFor } from "../../test/env/wait.ts";
 import {
   buildJob,
@@ -23,7 +23,6 @@ import {
 import { copaArgv } from "./argv.ts";
 import { parseImageRef } from "../api/imageref.ts";
 import { RegistryClient } from "../registry/client.ts";
-import { readPackageDB } from "../registry/pkgdb.ts";
 import { patchImage } from "../worker/patch-image.ts";
 import type { CopaRequest } from "./executor.ts";
 
@@ -166,18 +165,13 @@ test("kubernetes executor - a real patch through a Job (kubelet SIMULATED), veri
   const ns = "jobs";
   await createNamespace(kc, ns);
   const registry = new RegistryClient();
-  const src = parseImageRef(env.images!.vulnerable);
-  const m = await registry.manifestFor(src);
-  const updates = await securityUpdates(
-    ["liblzma5", "perl-base"],
-    (await readPackageDB(registry, src, m!.manifest.layers)).packages,
-  );
+  const updates = await imageSecurityUpdates(env.images!.vulnerable, ["liblzma5", "perl-base"]);
   const stopKubelet = new AbortController();
   const kubelet = simulateKubelet(kc, ns, stopKubelet.signal);
   try {
     const result = await patchImage({
       id: "job-test-1",
-      source: { ...src, digest: env.images!.vulnerableDigest },
+      source: { ...parseImageRef(env.images!.vulnerable), digest: env.images!.vulnerableDigest },
       target: parseImageRef(`${env.registryHost}/library/debian:bookworm-vuln-job`),
       updates,
       os: { type: "debian", version: "12" },

@@ -10,13 +10,12 @@ import { promisify } from "node:util";
 import { setup, goBinary } from "../../test/env/index.ts";
 import { installAllCRDs } from "../../test/env/crds.ts";
 import { createNamespace } from "../../test/env/kube.ts";
-import { securityUpdates } from "../../test/env/debian.ts";
+import { imageSecurityUpdates } from "../../test/env/honest-report.ts";
 import { createPatchJob, manualSpec, waitForPhase, getPatchJob } from "../../test/env/patchjobs.ts";
 import { startCli, type CliProcess } from "../../test/env/cli.ts";
 import { waitFor } from "../../test/env/wait.ts";
 import { parseImageRef } from "../api/imageref.ts";
 import { RegistryClient } from "../registry/client.ts";
-import { readPackageDB } from "../registry/pkgdb.ts";
 import { connectNats } from "../queue/nats.ts";
 import { startController } from "../controller/manager.ts";
 
@@ -42,12 +41,11 @@ test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly
   const ns = "crash";
   await createNamespace(kc, ns);
   const registry = new RegistryClient();
-  const src = parseImageRef(env.images!.vulnerable);
-  const m = await registry.manifestFor(src);
-  const updates = await securityUpdates(
-    ["liblzma5", "libpcre2-8-0", "perl-base"],
-    (await readPackageDB(registry, src, m!.manifest.layers)).packages,
-  );
+  const updates = await imageSecurityUpdates(env.images!.vulnerable, [
+    "liblzma5",
+    "libpcre2-8-0",
+    "perl-base",
+  ]);
   const nc = await connectNats({ url: env.natsURL, name: "crash-test" });
   const ctl = await startController({ kc, nc });
   const workers: Record<string, CliProcess> = {};

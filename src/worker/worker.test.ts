@@ -8,13 +8,12 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { setup, goBinary, type Env } from "../../test/env/index.ts";
 import { installAllCRDs } from "../../test/env/crds.ts";
 import { createNamespace } from "../../test/env/kube.ts";
-import { securityUpdates } from "../../test/env/debian.ts";
+import { imageSecurityUpdates } from "../../test/env/honest-report.ts";
 import { createPatchJob, manualSpec, waitForPhase, getPatchJob } from "../../test/env/patchjobs.ts";
 import { waitFor } from "../../test/env/wait.ts";
 import { parseImageRef } from "../api/imageref.ts";
 import type { PackageUpdate } from "../api/patchjob.ts";
 import { RegistryClient } from "../registry/client.ts";
-import { readPackageDB } from "../registry/pkgdb.ts";
 import { localExecutor } from "../patch/local.ts";
 import { connectNats } from "../queue/nats.ts";
 import { startController, type RunningController } from "../controller/manager.ts";
@@ -53,12 +52,7 @@ before(async () => {
       backoffMaxMs: 2_000,
     },
   });
-  const src = parseImageRef(env.images!.vulnerable);
-  const m = await registry.manifestFor(src);
-  updates = await securityUpdates(
-    ["liblzma5", "libpcre2-8-0", "perl-base"],
-    (await readPackageDB(registry, src, m!.manifest.layers)).packages,
-  );
+  updates = await imageSecurityUpdates(env.images!.vulnerable, ["liblzma5", "libpcre2-8-0", "perl-base"]);
 });
 
 after(async () => {

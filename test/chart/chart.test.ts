@@ -13,15 +13,12 @@ import { parseAllDocuments } from "yaml";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { setup, goBinary, ensureGoTools, REPO_ROOT, freePort, type Env } from "../env/index.ts";
 import { createNamespace, reportsApi } from "../env/kube.ts";
-import { honestReport } from "../env/honest-report.ts";
+import { honestReportForImage } from "../env/honest-report.ts";
 import { startCli } from "../env/cli.ts";
 import { simulateKubelet } from "../env/kubelet-sim.ts";
 import { waitForPhase } from "../env/patchjobs.ts";
 import { loadKubeConfig } from "../../src/kube/config.ts";
 import { statusCode } from "../../src/kube/errors.ts";
-import { parseImageRef } from "../../src/api/imageref.ts";
-import { RegistryClient } from "../../src/registry/client.ts";
-import { readPackageDB } from "../../src/registry/pkgdb.ts";
 
 const run = promisify(execFile);
 const CHART = join(REPO_ROOT, "charts", "vuln-patcher");
@@ -264,22 +261,7 @@ test("chart - rendered manifests pass a server-side dry run; the controller and 
   const stopKubelet = new AbortController();
   const kubelet = simulateKubelet(kc, NS, stopKubelet.signal);
   try {
-    const registry = new RegistryClient();
-    const image = parseImageRef(env.images!.vulnerable);
-    const src = await registry.manifestFor(image);
-    const db = await readPackageDB(registry, image, src!.manifest.layers, { debianVersion: true });
-    await reportsApi(kc).create(
-      await honestReport({
-        name: "app",
-        namespace: apps,
-        registryURI: env.registryHost,
-        repository: image.repository,
-        tag: image.tag!,
-        digest: src!.digest,
-        installed: db.packages,
-        debianVersion: db.debianVersion,
-      }),
-    );
+    await reportsApi(kc).create(await honestReportForImage(env.images!.vulnerable, "app", apps));
     const pj = await waitForPhase(kc, apps, "app", ["Succeeded", "Failed", "NoOp"], 300_000);
     assert.equal(pj.status?.phase, "Succeeded", pj.status?.message);
     const jobs = await kc.makeApiClient(BatchV1Api).listNamespacedJob({ namespace: NS });

@@ -8,14 +8,13 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { setup, goBinary, freePort } from "../env/index.ts";
 import { installAllCRDs } from "../env/crds.ts";
-import { honestReport } from "../env/honest-report.ts";
+import { honestReportForImage } from "../env/honest-report.ts";
 import { reportsApi } from "../env/kube.ts";
 import { startCli, metricValue } from "../env/cli.ts";
 import { waitForPhase, getPatchJob } from "../env/patchjobs.ts";
 import { streamState } from "../env/stream.ts";
 import { parseImageRef } from "../../src/api/imageref.ts";
 import { RegistryClient } from "../../src/registry/client.ts";
-import { readPackageDB } from "../../src/registry/pkgdb.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 
 async function revisions(registryData: string): Promise<number> {
@@ -64,20 +63,7 @@ test("pipeline - report -> controller -> NATS -> worker -> copa on BuildKit -> r
     { logDir: env.dir, name: "worker", listenPort: wport },
   );
   try {
-    const registry = new RegistryClient();
-    const image = parseImageRef(env.images!.vulnerable);
-    const src = await registry.manifestFor(image);
-    const db = await readPackageDB(registry, image, src!.manifest.layers, { debianVersion: true });
-    const report = await honestReport({
-      name: "bookworm",
-      namespace: "default",
-      registryURI: env.registryHost,
-      repository: image.repository,
-      tag: image.tag!,
-      digest: src!.digest,
-      installed: db.packages,
-      debianVersion: db.debianVersion,
-    });
+    const report = await honestReportForImage(env.images!.vulnerable, "bookworm", "default");
     const findings = (report.report as { results: Array<{ vulnerabilities: Array<{ cve: string }> }> })
       .results[0]!.vulnerabilities;
     assert.ok(findings.length > 0, "the image has real, fixable findings");
@@ -87,7 +73,7 @@ test("pipeline - report -> controller -> NATS -> worker -> copa on BuildKit -> r
     const pj = await waitForPhase(kc, "default", "bookworm", ["Succeeded", "Failed", "NoOp"], 600_000);
     assert.equal(pj.status?.phase, "Succeeded", pj.status?.message);
     assert.equal(pj.spec.source, "report");
-    const tag = await registry.manifestFor(parseImageRef(pj.status!.patchedImage!.reference!));
+    const tag = await new RegistryClient().manifestFor(parseImageRef(pj.status!.patchedImage!.reference!));
     assert.equal(
       tag?.digest,
       pj.status!.patchedImage!.digest,

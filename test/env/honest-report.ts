@@ -6,6 +6,9 @@ import { createHash } from "node:crypto";
 import { compareDpkg } from "../../src/api/version.ts";
 import { REPORT_GROUP, REPORT_VERSION, REPORT_KIND } from "../../src/api/report.ts";
 import { securityPackages, securityUpdates } from "./debian.ts";
+import { parseImageRef } from "../../src/api/imageref.ts";
+import { RegistryClient } from "../../src/registry/client.ts";
+import { readPackageDB } from "../../src/registry/pkgdb.ts";
 
 export interface HonestReportInput {
   name: string;
@@ -71,4 +74,38 @@ export async function honestReport(i: HonestReportInput): Promise<Record<string,
       ],
     },
   };
+}
+
+/** The honest report for an image in a registry: its digest and packages read from the registry. */
+export async function honestReportForImage(
+  imageRef: string,
+  name: string,
+  namespace = "default",
+  tag?: string,
+): Promise<Record<string, unknown>> {
+  const registry = new RegistryClient();
+  const image = parseImageRef(imageRef);
+  const ref = tag ? { ...image, tag, digest: undefined } : image;
+  const src = await registry.manifestFor(ref);
+  if (!src) throw new Error(`${imageRef} not found`);
+  const db = await readPackageDB(registry, ref, src.manifest.layers, { debianVersion: true });
+  return honestReport({
+    name,
+    namespace,
+    registryURI: image.registry,
+    repository: image.repository,
+    tag: ref.tag!,
+    digest: src.digest,
+    installed: db.packages,
+    debianVersion: db.debianVersion,
+  });
+}
+
+/** Real updates (bookworm-security versions, changelog CVE ids) for some packages of an image. */
+export async function imageSecurityUpdates(imageRef: string, names: string[]) {
+  const registry = new RegistryClient();
+  const image = parseImageRef(imageRef);
+  const m = await registry.manifestFor(image);
+  if (!m) throw new Error(`${imageRef} not found`);
+  return securityUpdates(names, (await readPackageDB(registry, image, m.manifest.layers)).packages);
 }

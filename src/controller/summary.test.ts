@@ -1,0 +1,31 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { summarizeReport } from "./summary.ts";
+import { slimPatchJob } from "./manager.ts";
+import { debianReport, alpineReportWithBody } from "../../test/fixtures/reports.ts";
+
+test("cache - a report's summary keeps the facts and is a small fraction of the report", () => {
+  const raw = alpineReportWithBody(false) as any;
+  const s = summarizeReport(raw);
+  assert.ok(s.facts?.conversion.ok);
+  assert.equal(s.resourceVersion, raw.metadata.resourceVersion);
+  assert.ok(
+    JSON.stringify(s).length < JSON.stringify(raw).length / 5,
+    `${JSON.stringify(s).length} vs ${JSON.stringify(raw).length}`,
+  );
+});
+
+test("cache - an invalid report is summarised with its reason", () => {
+  const raw = debianReport() as any;
+  delete raw.imageMetadata;
+  assert.deepEqual(summarizeReport(raw).invalid?.reason, "MissingImageMetadata");
+});
+
+test("cache - PatchJobs are kept without managedFields", () => {
+  const pj = slimPatchJob({
+    metadata: { name: "a", namespace: "n", managedFields: [{ manager: "x" }] },
+    spec: { source: "manual" },
+  } as any);
+  assert.equal((pj.metadata as any).managedFields, undefined);
+  assert.equal(pj.metadata.name, "a");
+});
