@@ -13,7 +13,7 @@ import { setup, goBinary, freePort, REPO_ROOT, type Env } from "../test/env/inde
 import { installAllCRDs } from "../test/env/crds.ts";
 import { createNamespace, reportsApi } from "../test/env/kube.ts";
 import { honestReport } from "../test/env/honest-report.ts";
-import { startCli, metricValue, type CliProcess } from "../test/env/cli.ts";
+import { startCli, metricValue, localWorkerArgs, type CliProcess } from "../test/env/cli.ts";
 import { getPatchJob } from "../test/env/patchjobs.ts";
 import { streamState } from "../test/env/stream.ts";
 import { waitFor } from "../test/env/wait.ts";
@@ -97,17 +97,7 @@ async function startPipeline(
     ws.push(
       await startCli(
         [
-          "worker",
-          "--kubeconfig",
-          env.kubeconfig,
-          "--nats-url",
-          env.natsURL,
-          "--executor",
-          "local",
-          "--copa",
-          goBinary("copa"),
-          "--buildkit-addr",
-          env.buildkitAddr,
+          ...localWorkerArgs(env),
           "--concurrency",
           String(concurrency),
           "--identity",

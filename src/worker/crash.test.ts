@@ -7,12 +7,12 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { setup, goBinary } from "../../test/env/index.ts";
+import { setup } from "../../test/env/index.ts";
 import { installAllCRDs } from "../../test/env/crds.ts";
 import { createNamespace } from "../../test/env/kube.ts";
 import { imageSecurityUpdates } from "../../test/env/honest-report.ts";
 import { createPatchJob, manualSpec, waitForPhase, getPatchJob } from "../../test/env/patchjobs.ts";
-import { startCli, type CliProcess } from "../../test/env/cli.ts";
+import { startCli, localWorkerArgs, type CliProcess } from "../../test/env/cli.ts";
 import { waitFor } from "../../test/env/wait.ts";
 import { parseImageRef } from "../api/imageref.ts";
 import { RegistryClient } from "../registry/client.ts";
@@ -53,17 +53,7 @@ test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly
     for (const id of ["worker-a", "worker-b"]) {
       workers[id] = await startCli(
         [
-          "worker",
-          "--kubeconfig",
-          env.kubeconfig,
-          "--nats-url",
-          env.natsURL,
-          "--executor",
-          "local",
-          "--copa",
-          goBinary("copa"),
-          "--buildkit-addr",
-          env.buildkitAddr,
+          ...localWorkerArgs(env),
           "--identity",
           id,
           "--concurrency",

@@ -6,11 +6,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { setup, goBinary, freePort } from "../env/index.ts";
+import { setup, freePort } from "../env/index.ts";
 import { installAllCRDs } from "../env/crds.ts";
 import { honestReportForImage } from "../env/honest-report.ts";
 import { reportsApi } from "../env/kube.ts";
-import { startCli, metricValue } from "../env/cli.ts";
+import { startCli, metricValue, localWorkerArgs } from "../env/cli.ts";
 import { waitForPhase, getPatchJob } from "../env/patchjobs.ts";
 import { streamState } from "../env/stream.ts";
 import { parseImageRef } from "../../src/api/imageref.ts";
@@ -44,24 +44,11 @@ test("pipeline - report -> controller -> NATS -> worker -> copa on BuildKit -> r
     ],
     { logDir: env.dir, name: "controller", listenPort: cport },
   );
-  const worker = await startCli(
-    [
-      "worker",
-      "--kubeconfig",
-      env.kubeconfig,
-      "--nats-url",
-      env.natsURL,
-      "--executor",
-      "local",
-      "--copa",
-      goBinary("copa"),
-      "--buildkit-addr",
-      env.buildkitAddr,
-      "--listen",
-      `127.0.0.1:${wport}`,
-    ],
-    { logDir: env.dir, name: "worker", listenPort: wport },
-  );
+  const worker = await startCli([...localWorkerArgs(env), "--listen", `127.0.0.1:${wport}`], {
+    logDir: env.dir,
+    name: "worker",
+    listenPort: wport,
+  });
   try {
     const report = await honestReportForImage(env.images!.vulnerable, "bookworm", "default");
     const findings = (report.report as { results: Array<{ vulnerabilities: Array<{ cve: string }> }> })

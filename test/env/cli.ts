@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync } from "node:fs";
 import { join } from "node:path";
-import { REPO_ROOT } from "./tools.ts";
+import { REPO_ROOT, goBinary } from "./tools.ts";
 import { isAlive, stopPid } from "./process.ts";
 import { httpStatus } from "./net.ts";
 import { waitFor } from "./wait.ts";
@@ -100,4 +100,25 @@ export function metricValue(text: string, name: string, labelFilter = ""): numbe
     sum += Number(m[3]);
   }
   return sum;
+}
+
+/** `vuln-patcher worker` with the local executor on an environment's NATS, apiserver and BuildKit. */
+export function localWorkerArgs(env: {
+  kubeconfig: string;
+  natsURL: string;
+  buildkitAddr: string;
+}): string[] {
+  return [
+    "worker",
+    "--kubeconfig",
+    env.kubeconfig,
+    "--nats-url",
+    env.natsURL,
+    "--executor",
+    "local",
+    "--copa",
+    goBinary("copa"),
+    "--buildkit-addr",
+    env.buildkitAddr,
+  ];
 }
