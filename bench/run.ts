@@ -22,7 +22,7 @@ import { parseImageRef } from "../src/api/imageref.ts";
 import { RegistryClient } from "../src/registry/client.ts";
 import { readPackageDB } from "../src/registry/pkgdb.ts";
 import { convertReport, parseReport, toUpdateManifest } from "../src/api/index.ts";
-import { pushVariant, retag } from "./variants.ts";
+import { pushVariant, retag } from "../test/env/variants.ts";
 
 const run = promisify(execFile);
 const { values: flags } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" } } });
@@ -533,11 +533,20 @@ async function p3p5(): Promise<void> {
     const targets = 100;
     const sent = new Map<string, number>();
     const start = performance.now();
+    // Open loop at 100/s, but at most MAX_IN_FLIGHT requests outstanding, as a real
+    // client would (an unbounded generator only measures the apiserver's overload).
+    // When the apiserver cannot keep up, the achieved rate says so.
+    const MAX_IN_FLIGHT = 16;
+    let inFlight = 0;
+    let failed = 0;
+    const errors = new Map<string, number>();
     for (let i = 0; i < updates; i++) {
       const due = start + i * 10; // 100 per second
       const wait = due - performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      while (inFlight >= MAX_IN_FLIGHT) await new Promise((r) => setTimeout(r, 2));
       const name = `r-${i % targets}`;
+      inFlight++;
       void reports
         .jsonPatch("scale", name, [
           {
@@ -547,10 +556,17 @@ async function p3p5(): Promise<void> {
           },
         ])
         .then(() => sent.set(`${name}@${i}`, performance.now()))
-        .catch((err: Error) => log(`P5 update of ${name} failed: ${err.message}`));
+        .catch((err: Error) => {
+          failed++;
+          const key = err.message.slice(0, 120);
+          errors.set(key, (errors.get(key) ?? 0) + 1);
+        })
+        .finally(() => inFlight--);
     }
+    while (inFlight > 0) await new Promise((r) => setTimeout(r, 10));
+    const achieved = updates / ((performance.now() - start) / 1000);
+    for (const [e, n] of errors) log(`P5: ${n} updates failed: ${e}`);
     await new Promise((r) => setTimeout(r, 5000));
-    const achieved = updates / ((performance.now() - start - 5000) / 1000);
     // An update is served by the first message for its report that arrives after it
     // (updates that land while a reconcile is under way share the next message).
     const lat: number[] = [];
@@ -567,11 +583,11 @@ async function p3p5(): Promise<void> {
     const p99 = pct(lat, 99);
     await record({
       id: "P5",
-      name: "queue latency (report update -> message), p50 / p99",
+      name: `queue latency (report update -> message) at ${achieved.toFixed(0)}/s of 100/s asked, p50 / p99`,
       floor: "one watch event + one publish (~5 ms)",
       goal: "reported (no goal set)",
       value: Math.round(p50),
-      unit: "ms p50",
+      unit: `ms p50, p99 ${Math.round(p99)} ms`,
       met: true,
       details: {
         p50: Math.round(p50),
@@ -579,6 +595,8 @@ async function p3p5(): Promise<void> {
         measured: lat.length,
         unserved,
         updates,
+        failed,
+        maxInFlight: MAX_IN_FLIGHT,
         ratePerSecond: +achieved.toFixed(0),
         messages: [...seen.values()].reduce((n, a) => n + a.length, 0),
       },

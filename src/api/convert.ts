@@ -5,6 +5,15 @@ import { detectOS, type OSInfo } from "./os.ts";
 import { compareVersions, isValidVersion } from "./version.ts";
 import { parsePlatform, type VulnerabilityReport } from "./report.ts";
 
+/** The PatchJob CRD's limits on a package update (longer values could not be stored). */
+const MAX_VERSION_LENGTH = 128;
+const MAX_NAME_LENGTH = 253;
+
+/** A value for a message: quoted and cut short. */
+function cut(v: string): string {
+  return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}...` : v);
+}
+
 /** copa's package name rule; anything else is rejected by copa, so we drop it here. */
 const PACKAGE_NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9.+\-:~_]*$/;
 
@@ -61,6 +70,8 @@ export const ConversionProblem = {
   UnknownOS: "UnknownOS",
   UnsupportedOS: "UnsupportedOS",
   InvalidPlatform: "InvalidPlatform",
+  /** Fixes are listed, but none with a valid version and package name. */
+  MalformedFindings: "MalformedFindings",
 } as const;
 export type ConversionProblem = (typeof ConversionProblem)[keyof typeof ConversionProblem];
 
@@ -111,17 +122,41 @@ export function convertReport(report: VulnerabilityReport): ConversionResult {
   const cmp = (a: string, b: string): number => compareVersions(os.scheme, a, b);
 
   const findings: Finding[] = [];
+  // Findings with a fix that cannot be used as it stands (a bad version or package
+  // name): dropped, never passed to copa, and named when nothing usable is left.
+  const malformed: string[] = [];
+  let malformedCount = 0;
+  const reject = (what: string) => {
+    malformedCount++;
+    if (malformed.length < 3) malformed.push(what);
+  };
   let fixable = 0;
   for (const r of osResults) {
     for (const v of r.vulnerabilities ?? []) {
       if (v.suppressed || !v.packageName || !v.installedVersion) continue;
-      const candidates = (v.fixedVersions ?? [])
+      const listed = (v.fixedVersions ?? [])
         .flatMap((f) => f.split(","))
         .map((f) => f.trim())
-        .filter((f) => f && isValidVersion(os.scheme, f));
-      if (candidates.length === 0) continue;
+        .filter((f) => f);
+      const candidates = listed.filter((f) => f.length <= MAX_VERSION_LENGTH && isValidVersion(os.scheme, f));
+      if (candidates.length === 0) {
+        if (listed.length > 0)
+          reject(
+            `${cut(v.cve)} in ${cut(v.packageName)}: fixed version ${cut(listed[0]!)} is not a ${os.scheme} version`,
+          );
+        continue;
+      }
       fixable++;
-      if (!PACKAGE_NAME_RE.test(v.packageName)) continue;
+      if (!PACKAGE_NAME_RE.test(v.packageName) || v.packageName.length > MAX_NAME_LENGTH) {
+        reject(`${cut(v.cve)}: package name ${cut(v.packageName)} is not a package name`);
+        continue;
+      }
+      if (v.installedVersion.length > MAX_VERSION_LENGTH || !isValidVersion(os.scheme, v.installedVersion)) {
+        reject(
+          `${cut(v.cve)} in ${v.packageName}: installed version ${cut(v.installedVersion)} is not a ${os.scheme} version`,
+        );
+        continue;
+      }
       // Several fixed versions are fixes on different branches: the lowest one newer
       // than what is installed is the one on this image's branch.
       const newer = candidates.filter((f) => cmp(f, v.installedVersion!) > 0).sort(cmp);
@@ -151,6 +186,13 @@ export function convertReport(report: VulnerabilityReport): ConversionResult {
     }
   }
   const updates = [...byPackage.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (updates.length === 0 && malformedCount > 0)
+    return {
+      ok: false,
+      reason: "MalformedFindings",
+      message: `no usable fix: ${malformedCount} findings with a fix are malformed, e.g. ${malformed.join("; ")}`,
+      counts: { ...counts, fixable },
+    };
   findings.sort((a, b) => a.packageName.localeCompare(b.packageName) || a.cve.localeCompare(b.cve));
   return {
     ok: true,

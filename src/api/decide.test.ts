@@ -162,3 +162,36 @@ test("decide - the real Alpine example: create, apk updates", () => {
     assert.ok(d.spec.updates!.some((u) => u.name === "apk-tools" && u.fixedVersion === "2.10.7-r0"));
   }
 });
+
+test("decide - fixes listed but all malformed: Invalid with the reason; a PatchJob that already patched is left alone", () => {
+  const o = clone(debianReport()) as any;
+  for (const v of o.report.results[0].vulnerabilities)
+    if ((v.fixedVersions ?? []).length) v.fixedVersions = ["$(reboot)"];
+  const d = decide(parsed(o), undefined);
+  assert.equal(d.action, "invalid");
+  if (d.action === "invalid") {
+    assert.equal(d.reason, "InvalidReport");
+    assert.match(
+      d.message,
+      /no usable fix: \d+ findings with a fix are malformed, e\.g\. .*"\$\(reboot\)" is not a dpkg version/,
+    );
+  }
+  const earlier = existingFrom(decide(parsed(debianReport()), undefined));
+  assert.equal(decide(parsed(o), earlier).action, "leave");
+  // The record of an invalid report (no image) is refreshed, not left.
+  const record: PatchJob = {
+    ...earlier,
+    spec: { source: "report", reportRef: { namespace: "default", name: earlier.metadata.name } },
+  };
+  assert.equal(decide(parsed(o), record).action, "invalid");
+  // ...and becomes a real patch once the report is fixed.
+  assert.equal(decide(parsed(debianReport()), record).action, "update");
+});
+
+test("decide - a value the CRD would refuse (an oversized CVE id) makes the report Invalid, never a failing write", () => {
+  const o = clone(debianReport()) as any;
+  o.report.results[0].vulnerabilities[0].cve = "CVE-2026-" + "1".repeat(80);
+  const d = decide(parsed(o), undefined);
+  assert.equal(d.action, "invalid");
+  if (d.action === "invalid") assert.match(d.message, /vulnerabilityIDs\[0\]: longer than 64/);
+});

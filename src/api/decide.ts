@@ -8,10 +8,12 @@ import {
   DEFAULT_TIMEOUT,
   Source,
   type PatchJob,
+  type ImageSpec,
   type PatchJobSpec,
   type VulnerabilityCounts,
 } from "./patchjob.ts";
 import type { ImageMetadata, ObjectMeta, VulnerabilityReport } from "./report.ts";
+import { patchJobSpecProblems } from "./schema.ts";
 
 /**
  * What a decision needs of a report: its identity, its image and the result of
@@ -66,23 +68,28 @@ export const LeaveReason = {
 } as const;
 export type LeaveReason = (typeof LeaveReason)[keyof typeof LeaveReason];
 
+/** The spec of a report's PatchJob: always with an image. */
+export type ReportPatchSpec = PatchJobSpec & { image: ImageSpec };
+
 export type Decision =
-  | { action: "create"; name: string; spec: PatchJobSpec; before: VulnerabilityCounts["before"] }
+  | { action: "create"; name: string; spec: ReportPatchSpec; before: VulnerabilityCounts["before"] }
   | {
       action: "update";
       name: string;
-      spec: PatchJobSpec;
+      spec: ReportPatchSpec;
       before: VulnerabilityCounts["before"];
       why: "DigestChanged" | "FindingsChanged";
     }
   | { action: "leave"; name: string; reason: LeaveReason; message: string }
-  | { action: "skip"; reason: SkipReason; message: string };
+  | { action: "skip"; reason: SkipReason; message: string }
+  /** The report cannot become a patch (hostile, malformed or oversized content): record why. */
+  | { action: "invalid"; name: string; reason: string; message: string };
 
 export function specFromReport(
   report: Pick<ReportFacts, "metadata" | "imageMetadata">,
   conv: Conversion,
   settings: DecideSettings = {},
-): PatchJobSpec {
+): ReportPatchSpec {
   const im = report.imageMetadata;
   const cves = new Map<string, string[]>();
   for (const f of conv.findings) cves.set(f.packageName, [...(cves.get(f.packageName) ?? []), f.cve]);
@@ -149,7 +156,11 @@ export function decideFacts(
   }
   const conv = report.conversion;
   if (!conv.ok) {
-    if (existing) return { action: "leave", name, reason: LeaveReason.Skipped, message: conv.message };
+    const malformed = conv.reason === "MalformedFindings";
+    if (existing?.spec.image || (existing && !malformed))
+      return { action: "leave", name, reason: LeaveReason.Skipped, message: conv.message };
+    if (conv.reason === "MalformedFindings")
+      return { action: "invalid", name, reason: "InvalidReport", message: conv.message };
     return { action: "skip", reason: conv.reason, message: conv.message };
   }
   if (conv.value.updates.length === 0) {
@@ -159,8 +170,18 @@ export function decideFacts(
   }
   const before = { total: conv.value.counts.total, fixable: conv.value.counts.fixable };
   const spec = specFromReport(report, conv.value, settings);
+  // Everything in the spec came from the report: check it against the CRD's own rules,
+  // so hostile or oversized content is recorded as Invalid, not retried forever.
+  const problems = patchJobSpecProblems(spec);
+  if (problems.length > 0)
+    return {
+      action: "invalid",
+      name,
+      reason: "InvalidReport",
+      message: `the report cannot become a patch: ${problems.join("; ")}`,
+    };
   if (!existing) return { action: "create", name, spec, before };
-  if (existing.spec.image.digest !== spec.image.digest)
+  if (existing.spec.image?.digest !== spec.image.digest)
     return { action: "update", name, spec, before, why: "DigestChanged" };
   if (existing.spec.findingsHash !== spec.findingsHash)
     return { action: "update", name, spec, before, why: "FindingsChanged" };

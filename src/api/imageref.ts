@@ -62,6 +62,16 @@ export function formatImageRef(r: ImageRef): string {
   return `${r.registry}/${r.repository}${r.tag ? `:${r.tag}` : ""}${r.digest ? `@${r.digest}` : ""}`;
 }
 
+/** host[:port], as a registry URI in a report or a reference. */
+export function isValidRegistryHost(host: string): boolean {
+  return host.length <= 253 && HOST_RE.test(host);
+}
+
+/** A repository path: lowercase components, as the distribution spec allows. */
+export function isValidRepository(repo: string): boolean {
+  return repo.length <= 255 && REPO_RE.test(repo);
+}
+
 export function isValidTag(tag: string): boolean {
   return TAG_RE.test(tag);
 }

@@ -6,3 +6,4 @@ export * from "./convert.ts";
 export * from "./decide.ts";
 export * from "./naming.ts";
 export * from "./imageref.ts";
+export * from "./schema.ts";

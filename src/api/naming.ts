@@ -1,7 +1,7 @@
 // Names derived from inputs, so that two controllers racing produce the same name and
 // one of them gets AlreadyExists instead of a second object.
 import { createHash } from "node:crypto";
-import { DEFAULT_TAG_SUFFIX, type PatchJobSpec } from "./patchjob.ts";
+import { DEFAULT_TAG_SUFFIX, type ImageSpec, type PatchJobSpec } from "./patchjob.ts";
 import { formatImageRef, isValidTag, parseImageRef, type ImageRef } from "./imageref.ts";
 
 /** The PatchJob for a report has the report's name (a report is one image digest and platform). */
@@ -44,7 +44,7 @@ export function isPatchedTag(tag: string | undefined, suffix = DEFAULT_TAG_SUFFI
 }
 
 /** The destination reference for a PatchJob spec. */
-export function targetRef(spec: Pick<PatchJobSpec, "image" | "target">): ImageRef {
+export function targetRef(spec: { image: ImageSpec; target?: PatchJobSpec["target"] }): ImageRef {
   if (spec.target?.reference) {
     const r = parseImageRef(spec.target.reference);
     if (r.digest)
@@ -61,7 +61,7 @@ export function targetRef(spec: Pick<PatchJobSpec, "image" | "target">): ImageRe
 }
 
 /** The source reference, pinned by digest when known (the report's digest, never a moving tag). */
-export function sourceRef(spec: Pick<PatchJobSpec, "image">): ImageRef {
+export function sourceRef(spec: { image: ImageSpec }): ImageRef {
   const img = spec.image;
   const digest = img.platform === "all" ? (img.indexDigest ?? img.digest) : img.digest;
   return {

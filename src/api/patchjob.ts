@@ -53,6 +53,7 @@ export const Reason = {
   Planned: "Planned",
   UnsupportedOS: "UnsupportedOS",
   InvalidSpec: "InvalidSpec",
+  InvalidReport: "InvalidReport",
   BuildKitUnreachable: "BuildKitUnreachable",
   RegistryUnreachable: "RegistryUnreachable",
   RegistryDenied: "RegistryDenied",
@@ -108,7 +109,8 @@ export interface PackageUpdate {
 }
 
 export interface PatchJobSpec {
-  image: ImageSpec;
+  /** Absent only on the record of a report that could not be turned into a patch (phase Invalid). */
+  image?: ImageSpec;
   source: Source;
   reportRef?: ReportRef;
   policyRef?: { name: string };

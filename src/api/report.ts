@@ -2,6 +2,8 @@
 // and a parser that accepts what sbomscanner really produces (unknown fields are
 // tolerated) and rejects what vuln-patcher cannot use, with a reason code.
 
+import { isValidRegistryHost, isValidRepository, isValidTag } from "./imageref.ts";
+
 export const REPORT_GROUP = "storage.sbomscanner.kubewarden.io";
 export const REPORT_VERSION = "v1alpha1";
 export const REPORT_PLURAL = "vulnerabilityreports";
@@ -82,6 +84,7 @@ export const ReportProblem = {
   MissingRepository: "MissingRepository",
   MissingRegistryURI: "MissingRegistryURI",
   InvalidPlatform: "InvalidPlatform",
+  InvalidImageReference: "InvalidImageReference",
   MissingReport: "MissingReport",
   MalformedResults: "MalformedResults",
 } as const;
@@ -104,12 +107,12 @@ function fail<R extends string>(reason: R, message: string): { ok: false; reason
 export function parseReport(input: unknown): ParseResult<VulnerabilityReport, ReportProblem> {
   if (!isRecord(input)) return fail(ReportProblem.NotAnObject, "the report is not an object");
   if (input.kind !== undefined && input.kind !== REPORT_KIND) {
-    return fail(ReportProblem.WrongKind, `kind is ${JSON.stringify(input.kind)}, expected ${REPORT_KIND}`);
+    return fail(ReportProblem.WrongKind, `kind is ${describe(input.kind)}, expected ${REPORT_KIND}`);
   }
   if (input.apiVersion !== undefined && input.apiVersion !== `${REPORT_GROUP}/${REPORT_VERSION}`) {
     return fail(
       ReportProblem.WrongKind,
-      `apiVersion is ${JSON.stringify(input.apiVersion)}, expected ${REPORT_GROUP}/${REPORT_VERSION}`,
+      `apiVersion is ${describe(input.apiVersion)}, expected ${REPORT_GROUP}/${REPORT_VERSION}`,
     );
   }
   const meta = isRecord(input.metadata) ? (input.metadata as ObjectMeta) : {};
@@ -120,22 +123,36 @@ export function parseReport(input: unknown): ParseResult<VulnerabilityReport, Re
   if (!DIGEST_RE.test(str("digest"))) {
     return fail(
       ReportProblem.InvalidDigest,
-      `imageMetadata.digest ${JSON.stringify(str("digest"))} is not a sha256 digest`,
+      `imageMetadata.digest ${quote(str("digest"))} is not a sha256 digest`,
     );
   }
   if (str("indexDigest") && !DIGEST_RE.test(str("indexDigest"))) {
     return fail(
       ReportProblem.InvalidDigest,
-      `imageMetadata.indexDigest ${JSON.stringify(str("indexDigest"))} is not a sha256 digest`,
+      `imageMetadata.indexDigest ${quote(str("indexDigest"))} is not a sha256 digest`,
     );
   }
   if (!str("repository")) return fail(ReportProblem.MissingRepository, "imageMetadata.repository is missing");
   if (!str("registryURI"))
     return fail(ReportProblem.MissingRegistryURI, "imageMetadata.registryURI is missing");
+  // These become a registry address and copa's argv: anything outside the reference
+  // grammar (a leading "-", whitespace, shell metacharacters, upper case) stops here.
+  if (!isValidRegistryHost(str("registryURI")))
+    return fail(
+      ReportProblem.InvalidImageReference,
+      `imageMetadata.registryURI ${quote(str("registryURI"))} is not a registry host[:port]`,
+    );
+  if (!isValidRepository(str("repository")))
+    return fail(
+      ReportProblem.InvalidImageReference,
+      `imageMetadata.repository ${quote(str("repository"))} is not a repository path`,
+    );
+  if (str("tag") && !isValidTag(str("tag")))
+    return fail(ReportProblem.InvalidImageReference, `imageMetadata.tag ${quote(str("tag"))} is not a tag`);
   if (!parsePlatform(str("platform"))) {
     return fail(
       ReportProblem.InvalidPlatform,
-      `imageMetadata.platform ${JSON.stringify(str("platform"))} is not os/arch[/variant]`,
+      `imageMetadata.platform ${quote(str("platform"))} is not os/arch[/variant]`,
     );
   }
   const report = input.report;
@@ -199,6 +216,15 @@ export function parseReport(input: unknown): ParseResult<VulnerabilityReport, Re
       report: { summary: isRecord(report.summary) ? (report.summary as ReportSummary) : undefined, results },
     },
   };
+}
+
+/** A value for an error message: quoted, and cut short so a huge field cannot flood a status. */
+function quote(v: string): string {
+  return JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}...` : v);
+}
+
+function describe(v: unknown): string {
+  return typeof v === "string" ? quote(v) : `a ${v === null ? "null" : Array.isArray(v) ? "list" : typeof v}`;
 }
 
 function optString(v: unknown): string | undefined {

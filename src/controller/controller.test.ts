@@ -64,7 +64,7 @@ test("controller - N reports become N PatchJobs with the right spec and exactly 
   const pjs = await allQueued(ns, 5);
   const pj = pjs.find((p) => p.metadata.name === "report-3")!;
   assert.equal(pj.spec.source, "report");
-  assert.equal(pj.spec.image.tag, "v3");
+  assert.equal(pj.spec.image?.tag, "v3");
   assert.equal(pj.spec.reportRef?.name, "report-3");
   assert.deepEqual(
     pj.spec.updates?.map((u) => u.name),

@@ -64,7 +64,7 @@ export interface ControllerOptions {
 }
 
 export interface RunningController {
-  /** Resolves when the controller has stopped; true if it stopped because leadership was lost. */
+  /** Resolves (false) when the controller has stopped. A lost lease does not stop it: it campaigns again. */
   done: Promise<boolean>;
   stop(): Promise<void>;
   server?: RunningServer;
@@ -102,6 +102,11 @@ function metrics(registry: Registry, patchJobs: () => Iterable<PatchJob>) {
       name: "vuln_patcher_messages_published_total",
       help: "Patch requests published, by whether JetStream saw a duplicate",
       labelNames: ["duplicate"] as const,
+      registers: [registry],
+    }),
+    leadershipLost: new Counter({
+      name: "vuln_patcher_leadership_lost_total",
+      help: "Times this controller lost the lease while leading (it then campaigns again)",
       registers: [registry],
     }),
     leader: new Gauge({
@@ -286,7 +291,19 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       },
       onNewLeader: (id) => log.info({ leader: id }, "leader observed"),
     });
-    done = elector.run(stop.signal);
+    const campaigner = elector;
+    // Leadership lost (the lease could not be renewed in time, e.g. while the apiserver
+    // restarts): the leader work has stopped, so nothing is reconciled twice; campaign
+    // again in the same process instead of exiting, and lead again if the lease is ours.
+    done = (async () => {
+      while (!stop.signal.aborted) {
+        const lost = await campaigner.run(stop.signal);
+        if (!lost) break;
+        m.leadershipLost.inc();
+        log.warn("leadership lost; campaigning again");
+      }
+      return false;
+    })();
   } else {
     leading = true;
     done = leaderWork(stop.signal).then(() => false);

@@ -9,8 +9,12 @@ import {
   getCondition,
   markPublishFailed,
   markQueued,
+  markInvalid,
+  patchJobNameForReport,
   markSourceGone,
+  Reason,
   Source,
+  type Decision,
   type DecideSettings,
   type PatchJob,
 } from "../api/index.ts";
@@ -86,6 +90,64 @@ export function reportReconciler(deps: ReconcilerDeps) {
     return s.phase === Phase.Pending;
   }
 
+  /**
+   * A report that cannot become a patch gets a PatchJob in phase Invalid that says why,
+   * so `kubectl get pj` shows it; its spec names only the report (no image, nothing runs).
+   * A PatchJob that already patched an earlier, valid version of the report keeps its
+   * spec and status (history), and gets a Warning event instead.
+   */
+  async function recordInvalid(
+    namespace: string,
+    name: string,
+    existing: PatchJob | undefined,
+    summary: ReportSummary,
+    message: string,
+    log: Logger,
+  ): Promise<Result> {
+    if (existing?.spec.source === Source.Report && existing.spec.image) {
+      if (existing.spec.reportRef?.resourceVersion !== summary.resourceVersion) {
+        log.warn({ reason: Reason.InvalidReport }, message);
+        deps.events.warning(existing, Reason.InvalidReport, `the latest report is not used: ${message}`);
+      }
+      return done;
+    }
+    if (existing && existing.status?.phase === Phase.Invalid && existing.status.message === message)
+      return done;
+    let pj = existing;
+    if (!pj) {
+      try {
+        pj = await deps.client.create({
+          metadata: {
+            name,
+            namespace,
+            labels: { "app.kubernetes.io/managed-by": "vuln-patcher", "vulnpatcher.io/source": "report" },
+          },
+          spec: {
+            source: Source.Report,
+            reportRef: {
+              namespace,
+              name,
+              ...(summary.uid ? { uid: summary.uid } : {}),
+              ...(summary.resourceVersion ? { resourceVersion: summary.resourceVersion } : {}),
+            },
+          },
+        });
+      } catch (err) {
+        if (isConflict(err)) return requeueAfter(200);
+        throw err;
+      }
+    }
+    try {
+      await deps.client.updateStatus(pj, markInvalid(pj, Reason.InvalidReport, message));
+    } catch (err) {
+      if (isConflict(err)) return requeueAfter(200);
+      throw err;
+    }
+    log.info({ reason: Reason.InvalidReport }, message);
+    deps.events.warning(pj, Reason.InvalidReport, message);
+    return done;
+  }
+
   return async function reconcile(key: string, _signal: AbortSignal, log: Logger): Promise<Result> {
     const [namespace, name] = key.split("/") as [string, string];
     const summary = deps.reports.get(key);
@@ -122,13 +184,17 @@ export function reportReconciler(deps: ReconcilerDeps) {
       return done;
     }
     if (summary.deleting) return done;
-    if (!summary.facts) {
-      log.debug({ reason: summary.invalid?.reason }, summary.invalid?.message ?? "invalid report");
-      return done;
-    }
-
-    const d = decideFacts(summary.facts, existing, deps.settings);
+    const d: Decision = summary.facts
+      ? decideFacts(summary.facts, existing, deps.settings)
+      : {
+          action: "invalid",
+          name,
+          reason: "InvalidReport",
+          message: `the report cannot be read: ${summary.invalid?.message ?? "unknown problem"} (${summary.invalid?.reason ?? "?"})`,
+        };
     switch (d.action) {
+      case "invalid":
+        return recordInvalid(namespace, patchJobNameForReport(name), existing, summary, d.message, log);
       case "skip":
         log.debug({ reason: d.reason }, d.message);
         return done;

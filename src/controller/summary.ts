@@ -5,6 +5,7 @@ import { parseReport, reportFacts, type ReportFacts } from "../api/index.ts";
 import type { RawObject } from "../kube/informer.ts";
 
 export interface ReportSummary {
+  uid?: string;
   resourceVersion?: string;
   deleting: boolean;
   /** Set when the report parsed. */
@@ -16,6 +17,7 @@ export interface ReportSummary {
 export function summarizeReport(raw: RawObject): ReportSummary {
   const parsed = parseReport(raw);
   const base = {
+    ...(raw.metadata?.uid ? { uid: raw.metadata.uid } : {}),
     resourceVersion: raw.metadata?.resourceVersion,
     deleting: !!raw.metadata?.deletionTimestamp,
   };

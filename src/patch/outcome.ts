@@ -28,6 +28,14 @@ const NOOP_PATTERNS = [
 
 const FAILURES: Array<{ re: RegExp; reason: Reason; transient: boolean; hint: string }> = [
   {
+    // A registry (the push target, a source layer) unreachable during the build: the
+    // same dial errors as BuildKit's, but about a registry URL, so checked first.
+    re: /(failed to (push|do request|resolve|fetch|copy)|https?:\/\/[^\s"]*\/v2\/)[^\n]{0,400}(connection refused|dial tcp|no such host|i\/o timeout|connection reset)/i,
+    reason: Reason.RegistryUnreachable,
+    transient: true,
+    hint: "a registry is unreachable",
+  },
+  {
     re: /(connection refused|no such file or directory|failed to dial|connection error|transport: error while dialing|unavailable desc).{0,200}/i,
     reason: Reason.BuildKitUnreachable,
     transient: true,
@@ -58,7 +66,23 @@ const FAILURES: Array<{ re: RegExp; reason: Reason; transient: boolean; hint: st
     hint: "copa does not support this image's OS",
   },
   {
-    re: /(unable to locate package|E: |dpkg: error|apk: |errors were encountered|failed to install|package .* not found|has no installation candidate)/i,
+    // copa installs the newest version it can get, then checks it against the fix:
+    // "downloaded package liblzma5 version 5.4.1-1+deb12u2 lower than required 5.4.1-1+deb12u99".
+    re: /downloaded package \S+ version \S+ lower than required \S+/i,
+    reason: Reason.PackageError,
+    transient: false,
+    hint: "the package archive has no version with the fix yet",
+  },
+  {
+    // apt's own error lines first ("E: Version '...' for '...' was not found"): they say
+    // what failed. Case-sensitive, so "failed to solve: " is not taken for one.
+    re: /(^|\s)E: .+/m,
+    reason: Reason.PackageError,
+    transient: false,
+    hint: "a package update failed",
+  },
+  {
+    re: /(unable to locate package|dpkg: error|apk: |errors were encountered|failed to install|package .* not found|has no installation candidate|version '[^']*' for '[^']*' was not found)/i,
     reason: Reason.PackageError,
     transient: false,
     hint: "a package update failed",
@@ -100,7 +124,7 @@ export function classifyCopaRun(run: CopaRun, timeoutDesc = "the time limit"): C
       return {
         kind: "failed",
         reason: f.reason,
-        message: `${f.hint}: ${lineAround(text, m.index)}`,
+        message: `${f.hint}: ${lineAround(text, m.index + (m[0].length - m[0].trimStart().length))}`,
         transient: f.transient,
       };
   }

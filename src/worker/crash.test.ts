@@ -18,6 +18,7 @@ import { parseImageRef } from "../api/imageref.ts";
 import { RegistryClient } from "../registry/client.ts";
 import { connectNats } from "../queue/nats.ts";
 import { startController } from "../controller/manager.ts";
+import { reportFault } from "../../test/env/faults.ts";
 
 const run = promisify(execFile);
 
@@ -34,7 +35,7 @@ async function copaProcessesFor(tag: string): Promise<number> {
   return stdout.split("\n").filter((l) => /(^|\/)copa /.test(l) && l.includes(tag)).length;
 }
 
-test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly one patched image", async () => {
+test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly one patched image", async (t) => {
   await using env = await setup({ buildkit: true });
   const kc = env.kubeConfig();
   await installAllCRDs(kc);
@@ -111,7 +112,14 @@ test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly
       parseImageRef(`${env.registryHost}/library/debian:bookworm-vuln-crash`),
     );
     assert.equal(tag?.digest, pj.status?.patchedImage?.digest);
-    assert.equal((await manifestRevisions(env.registry!.dataDir)) - before, 1, "exactly one image pushed");
+    const pushed = (await manifestRevisions(env.registry!.dataDir)) - before;
+    assert.equal(pushed, 1, "exactly one image pushed");
+    reportFault(t, {
+      fault: "worker-sigkill-mid-patch",
+      injected: `SIGKILL to ${victim} while its copa ran`,
+      expected: "its copa dies with it; redelivered to the other worker; Succeeded; exactly one image pushed",
+      observed: `copa gone; ${pj.status?.phase} by ${pj.status?.worker} after ${pj.status?.attempts} attempts; ${pushed} image pushed`,
+    });
   } finally {
     for (const w of Object.values(workers)) await w.stop();
     await ctl.stop();

@@ -281,20 +281,22 @@ export function patchHandler(deps: WorkerDeps) {
     log: Logger,
   ): Promise<PatchImageResult | { kind: "planned"; message: string }> {
     const spec = pj.spec;
-    if (spec.image.platform === "all")
+    if (!spec.image) throw new PatchError(Reason.InvalidSpec, "spec.image is missing: nothing to patch");
+    const image = spec.image;
+    if (image.platform === "all")
       throw new PatchError(
         Reason.InvalidSpec,
         "multi-platform PatchJobs are patched by the index worker path, not supported by this worker version",
       );
-    const source = sourceRef(spec);
+    const source = sourceRef({ image });
     let target;
     try {
-      target = targetRef(spec);
+      target = targetRef({ image, target: spec.target });
     } catch (err) {
       throw new PatchError(Reason.InvalidSpec, errorMessage(err));
     }
     if (spec.dryRun) {
-      const src = await deps.registry.manifestFor(source, spec.image.platform);
+      const src = await deps.registry.manifestFor(source, image.platform);
       if (!src)
         throw new PatchError(Reason.ImageNotFound, `source image ${formatImageRef(source)} not found`);
       const db = await readPackageDB(deps.registry, source, src.manifest.layers);
@@ -308,7 +310,7 @@ export function patchHandler(deps: WorkerDeps) {
     return patchImage({
       id: `${pj.metadata.name}-${pj.metadata.generation ?? 1}`,
       source,
-      platform: spec.image.platform,
+      platform: image.platform,
       target,
       updates,
       os: spec.os,

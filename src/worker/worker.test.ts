@@ -20,6 +20,7 @@ import { startController, type RunningController } from "../controller/manager.t
 import { startWorker, type RunningWorker } from "./manager.ts";
 import { patchHandler } from "./handler.ts";
 import { patchJobClient } from "../kube/patchjobs.ts";
+import { reportFault } from "../../test/env/faults.ts";
 
 let env: Env;
 let nc: NatsConnection;
@@ -107,7 +108,7 @@ test("worker - a PatchJob for the vulnerable image ends Succeeded with a real di
   );
 });
 
-test("worker - BuildKit down: retried with backoff, then Failed with a clear reason; nothing left Running", async () => {
+test("worker - BuildKit down: retried with backoff, then Failed with a clear reason; nothing left Running", async (t) => {
   const kc = env.kubeConfig();
   await env.buildkit!.component.stop();
   try {
@@ -127,6 +128,12 @@ test("worker - BuildKit down: retried with backoff, then Failed with a clear rea
     assert.match(pj.status?.message ?? "", /BuildKit is unreachable/);
     assert.equal(pj.status?.attempts, MAX_DELIVER);
     assert.equal(pj.status?.conditions?.find((c) => c.type === "Succeeded")?.status, "False");
+    reportFault(t, {
+      fault: "buildkit-down",
+      injected: "buildkitd stopped before the patch",
+      expected: `retried ${MAX_DELIVER} times with backoff, then Failed naming BuildKit; nothing Running`,
+      observed: `${pj.status?.phase}/${pj.status?.reason} after ${pj.status?.attempts} attempts: ${pj.status?.message?.slice(0, 120)}`,
+    });
   } finally {
     await env.buildkit!.component.start();
   }

@@ -17,7 +17,13 @@ export interface BuildKit {
   root: string;
 }
 
-export function buildkitdConfig(opts: { root: string; socket: string; registry: string }): string {
+export function buildkitdConfig(opts: {
+  root: string;
+  socket: string;
+  registry: string;
+  /** More plain-HTTP registries on loopback (the one with basic auth). */
+  extraRegistries?: string[];
+}): string {
   return [
     `root = ${JSON.stringify(opts.root)}`,
     "[grpc]",
@@ -30,8 +36,10 @@ export function buildkitdConfig(opts: { root: string; socket: string; registry: 
     "  gckeepstorage = 10000",
     "[worker.containerd]",
     "  enabled = false",
-    `[registry.${JSON.stringify(opts.registry)}]`,
-    "  http = true",
+    ...[opts.registry, ...(opts.extraRegistries ?? [])].flatMap((r) => [
+      `[registry.${JSON.stringify(r)}]`,
+      "  http = true",
+    ]),
     '[registry."docker.io"]',
     `  mirrors = [${JSON.stringify(opts.registry)}]`,
     '[registry."ghcr.io"]',
@@ -40,14 +48,18 @@ export function buildkitdConfig(opts: { root: string; socket: string; registry: 
   ].join("\n");
 }
 
-export async function buildkitServer(dir: string, registry: string): Promise<BuildKit> {
+export async function buildkitServer(
+  dir: string,
+  registry: string,
+  extraRegistries: string[] = [],
+): Promise<BuildKit> {
   if (process.getuid?.() !== 0)
     throw new Error("buildkitd needs root here (the OCI worker with runc): run the tests as root");
   const root = join(dir, "buildkit");
   await mkdir(root, { recursive: true });
   const socket = join(root, "buildkitd.sock");
   const config = join(dir, "buildkitd.toml");
-  await writeFile(config, buildkitdConfig({ root, socket, registry }));
+  await writeFile(config, buildkitdConfig({ root, socket, registry, extraRegistries }));
   const addr = `unix://${socket}`;
   const runc = systemBinary("runc", "runc");
   const buildctl = goBinary("buildctl");

@@ -1,7 +1,7 @@
 // The real-component environment: one call starts what a test (or `vuln-patcher dev
 // up`) needs on 127.0.0.1 with free ports and data in one directory; stop() (or
 // `await using`) stops every process by pid, in reverse order.
-import { mkdtemp, mkdir, rm } from "node:fs/promises";
+import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
@@ -9,10 +9,11 @@ import { loadKubeConfig } from "../../src/kube/config.ts";
 import type { Component } from "./component.ts";
 import { startControlPlane, type ControlPlane } from "./controlplane.ts";
 import { natsServer, type NatsServer } from "./nats.ts";
-import { registryServer, type Registry } from "./registry.ts";
+import { makeRegistryAuth, registryServer, type Registry, type RegistryAuth } from "./registry.ts";
+import { dockerConfigJSON } from "../../src/registry/auth.ts";
 import { ensureGoTools, goBinary, type GoComponent } from "./tools.ts";
 import { buildkitServer, type BuildKit } from "./buildkit.ts";
-import { seedRegistry, type SeededImages } from "./images.ts";
+import { seedRegistry, seedVulnerable, type SeededImages } from "./images.ts";
 
 export interface EnvOptions {
   /** Data and log directory. @default a new temp dir, removed on stop */
@@ -32,6 +33,21 @@ export interface EnvOptions {
   /** Keep `dir` after stop (for debugging a failed test). @default false, or true with KEEP_ENV=1 */
   keepDir?: boolean;
   etcdQuotaBytes?: number;
+  /** A second registry that requires basic auth (random password), known to BuildKit, holding the vulnerable image. @default false */
+  authRegistry?: boolean;
+}
+
+/** The registry with basic auth, and a DOCKER_CONFIG directory holding its credentials. */
+export interface AuthRegistry {
+  host: string;
+  username: string;
+  password: string;
+  /** A directory with config.json (dockerconfigjson), for DOCKER_CONFIG. */
+  dockerConfigDir: string;
+  dockerConfigJSON: string;
+  vulnerable: string;
+  vulnerableDigest: string;
+  component: Component;
 }
 
 /** What a user or script needs to reach the environment (`dev up --json`). */
@@ -56,6 +72,7 @@ export class Env implements AsyncDisposable {
   readonly registry?: Registry;
   readonly buildkit?: BuildKit;
   readonly images?: SeededImages;
+  readonly authRegistry?: AuthRegistry;
   /** In start order. */
   readonly components: Component[];
   #ownDir: boolean;
@@ -71,6 +88,7 @@ export class Env implements AsyncDisposable {
     registry?: Registry;
     buildkit?: BuildKit;
     images?: SeededImages;
+    authRegistry?: AuthRegistry;
   }) {
     this.dir = init.dir;
     this.#ownDir = init.ownDir;
@@ -81,6 +99,7 @@ export class Env implements AsyncDisposable {
     this.registry = init.registry;
     this.buildkit = init.buildkit;
     this.images = init.images;
+    this.authRegistry = init.authRegistry;
   }
 
   get buildkitAddr(): string {
@@ -171,12 +190,41 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
         : undefined,
       ...side.map((c) => c.start()),
     ]);
-    const buildkit = wantBuildkit ? await buildkitServer(dir, registry!.host) : undefined;
+    let authReg: { registry: Registry; auth: RegistryAuth } | undefined;
+    if (opts.authRegistry) {
+      const auth = await makeRegistryAuth(dir);
+      const r = await registryServer(dir, join(dir, "registry-auth"), { name: "docker-registry-auth", auth });
+      started.push(r.component);
+      await r.component.start();
+      authReg = { registry: r, auth };
+    }
+    const buildkit = wantBuildkit
+      ? await buildkitServer(dir, registry!.host, authReg ? [authReg.registry.host] : [])
+      : undefined;
     if (buildkit) {
       started.push(buildkit.component);
       await buildkit.component.start();
     }
     const images = wantImages ? await seedRegistry(registry!.host) : undefined;
+    let authRegistry: AuthRegistry | undefined;
+    if (authReg) {
+      const host = authReg.registry.host;
+      const dockerConfigDir = join(dir, "auth-docker-config");
+      await mkdir(dockerConfigDir, { recursive: true, mode: 0o700 });
+      const json = dockerConfigJSON(host, authReg.auth);
+      await writeFile(join(dockerConfigDir, "config.json"), json, { mode: 0o600 });
+      const seeded = await seedVulnerable(host, join(dockerConfigDir, "config.json"));
+      authRegistry = {
+        host,
+        username: authReg.auth.username,
+        password: authReg.auth.password,
+        dockerConfigDir,
+        dockerConfigJSON: json,
+        vulnerable: seeded.vulnerable,
+        vulnerableDigest: seeded.vulnerableDigest,
+        component: authReg.registry.component,
+      };
+    }
     return new Env({
       dir,
       ownDir,
@@ -187,6 +235,7 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
       registry,
       buildkit,
       images,
+      authRegistry,
     });
   } catch (err) {
     await stopAll(started);

@@ -150,6 +150,7 @@ export async function pushLayout(
   tag: string,
   registry: string,
   refs: string[],
+  authfile?: string,
 ): Promise<string> {
   const skopeo = systemBinary("skopeo", "skopeo");
   let digest = "";
@@ -159,6 +160,7 @@ export async function pushLayout(
       "copy",
       "--quiet",
       "--dest-tls-verify=false",
+      ...(authfile ? ["--dest-authfile", authfile] : []),
       "--digestfile",
       digestFile,
       `oci:${layout}:${tag}`,
@@ -177,6 +179,13 @@ export interface SeededImages {
 }
 
 /** Push the vulnerable image and the tooling tags into `registry`. */
+/** Push only the vulnerable image, with credentials from a docker config file (the registry with auth). */
+export async function seedVulnerable(registry: string, authfile?: string): Promise<SeededImages> {
+  const { layout, tag } = await ensureDebianImage();
+  const vulnerableDigest = await pushLayout(layout, tag, registry, [`${VULN_REPO}:${VULN_TAG}`], authfile);
+  return { vulnerable: `${registry}/${VULN_REPO}:${VULN_TAG}`, vulnerableDigest };
+}
+
 export async function seedRegistry(registry: string): Promise<SeededImages> {
   const { layout, tag } = await ensureDebianImage();
   const vulnerableDigest = await pushLayout(layout, tag, registry, [`${VULN_REPO}:${VULN_TAG}`]);

@@ -11,12 +11,24 @@ export interface Registry {
   dataDir: string;
 }
 
-/** Debian's docker-registry (distribution 2.8) over plain HTTP on loopback. */
-export async function registryServer(dir: string, dataDir = join(dir, "registry")): Promise<Registry> {
+/** Basic auth for a registry: the htpasswd file (bcrypt) and the credentials it holds. */
+export interface RegistryAuth {
+  username: string;
+  password: string;
+  htpasswd: string;
+}
+
+/** Debian's docker-registry (distribution 2.8) over plain HTTP on loopback; with `auth`, basic auth is required. */
+export async function registryServer(
+  dir: string,
+  dataDir = join(dir, "registry"),
+  opts: { name?: string; auth?: RegistryAuth } = {},
+): Promise<Registry> {
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
   await mkdir(dataDir, { recursive: true });
-  const config = join(dir, "registry.yml");
+  const name = opts.name ?? "docker-registry";
+  const config = join(dir, `${name}.yml`);
   await writeFile(
     config,
     [
@@ -24,15 +36,33 @@ export async function registryServer(dir: string, dataDir = join(dir, "registry"
       "log: {level: warn, accesslog: {disabled: true}}",
       `storage: {filesystem: {rootdirectory: ${JSON.stringify(dataDir)}}, delete: {enabled: true}}`,
       `http: {addr: "${host}"}`,
+      ...(opts.auth
+        ? [`auth: {htpasswd: {realm: vuln-patcher-dev, path: ${JSON.stringify(opts.auth.htpasswd)}}}`]
+        : []),
       "",
     ].join("\n"),
   );
   const component = new Component({
-    name: "docker-registry",
+    name,
     command: systemBinary("docker-registry", "docker-registry"),
     args: ["serve", config],
     logDir: dir,
-    ready: async () => (await httpStatus(`http://${host}/v2/`)) === 200,
+    ready: async () => (await httpStatus(`http://${host}/v2/`)) === (opts.auth ? 401 : 200),
   });
   return { component, host, dataDir };
+}
+
+/** Credentials for a test registry: a random password, hashed with bcrypt by Debian's htpasswd. */
+export async function makeRegistryAuth(dir: string, username = "patcher"): Promise<RegistryAuth> {
+  const { randomBytes } = await import("node:crypto");
+  const { execFile } = await import("node:child_process");
+  const { promisify } = await import("node:util");
+  const password = `pw-${randomBytes(18).toString("base64url")}`;
+  const htpasswd = join(dir, "registry.htpasswd");
+  // -i reads the password from stdin: it never appears in a process list.
+  const child = promisify(execFile)(systemBinary("htpasswd", "apache2-utils"), ["-niB", username]);
+  child.child.stdin!.end(password + "\n");
+  const { stdout } = await child;
+  await writeFile(htpasswd, stdout, { mode: 0o600 });
+  return { username, password, htpasswd };
 }

@@ -27,3 +27,30 @@ export async function messagesIn(natsURL: string, namespace: string): Promise<nu
     await nc.close();
   }
 }
+
+/**
+ * Every patch request now in the stream for a namespace, in order. Read message by
+ * message (Debian's nats-server 2.9 has no ordered pull consumers).
+ */
+export async function streamMessages(
+  natsURL: string,
+  namespace: string,
+): Promise<Array<{ name: string; uid: string; generation: number; msgID?: string }>> {
+  const nc = await connect({ servers: natsURL });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(STREAM).catch(() => undefined);
+    const out: Array<{ name: string; uid: string; generation: number; msgID?: string }> = [];
+    if (!info || info.state.messages === 0) return out;
+    const prefix = `vulnpatcher.patch.${namespace}.`;
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(STREAM, { seq }).catch(() => undefined);
+      if (!m || !m.subject.startsWith(prefix)) continue;
+      const r = m.json<{ name: string; uid: string; generation: number }>();
+      out.push({ ...r, msgID: m.header?.get("Nats-Msg-Id") });
+    }
+    return out;
+  } finally {
+    await nc.close();
+  }
+}

@@ -1,0 +1,53 @@
+// The local executor's last line of defence: a copa that hangs and ignores both its own
+// --timeout and SIGTERM. Real copa honours its timeout (the fault suite shows that with
+// a real patch), so the hang here is a SIMULATION: a script standing in for a copa
+// stuck in a syscall, with a child of its own, both of which must be gone afterwards.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, writeFile, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { localExecutor } from "./local.ts";
+import { classifyCopaRun } from "./outcome.ts";
+
+/** Running (a zombie waiting for a reaper that is not ours counts as gone). */
+async function alive(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  return stat !== "" && !/^\d+ \(.*\) Z/.test(stat);
+}
+
+test("local executor - a hung copa (SIMULATED) that ignores SIGTERM is killed with its children at the limit, and reported as a timeout", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "hung-copa-"));
+  try {
+    const script = join(dir, "copa");
+    const pids = join(dir, "pids");
+    await writeFile(
+      script,
+      `#!/bin/sh\ntrap '' TERM\nsleep 300 &\necho "$$ $!" > ${JSON.stringify(pids)}\necho "patching..."\nwait\nwait\n`,
+      { mode: 0o755 },
+    );
+    const t0 = Date.now();
+    const run = await localExecutor({ copaPath: script, killGraceMs: 500 }).run({
+      id: "hung-1",
+      args: () => ["patch", "--image", "x"],
+      timeoutMs: 1000,
+    });
+    const ms = Date.now() - t0;
+    assert.equal(run.timedOut, true);
+    assert.equal(run.signal, "SIGKILL", "SIGTERM was ignored, so SIGKILL ended it");
+    assert.ok(ms < 10_000, `ended in ${ms} ms`);
+    assert.match(run.outputTail, /patching/);
+    const [shell, child] = (await readFile(pids, "utf8")).trim().split(" ").map(Number);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await alive(shell!), false, "the hung copa is gone");
+    assert.equal(await alive(child!), false, "and so is its child");
+    const verdict = classifyCopaRun(run, "1s");
+    assert.equal(verdict.kind, "failed");
+    if (verdict.kind === "failed") {
+      assert.equal(verdict.reason, "Timeout");
+      assert.equal(verdict.transient, true);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

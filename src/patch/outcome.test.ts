@@ -1,0 +1,90 @@
+// What copa's output means: the reason, whether to retry, and the line a user needs.
+// Output lines below are copa 0.14.2's and BuildKit's, as the fault suite saw them.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { classifyCopaRun } from "./outcome.ts";
+
+const failed = (outputTail: string, exitCode = 1) =>
+  classifyCopaRun({ exitCode, signal: null, durationMs: 1, outputTail, timedOut: false });
+
+const cases: Array<{ what: string; out: string; reason: string; transient: boolean; says: RegExp }> = [
+  {
+    what: "the push target registry down",
+    out: [
+      "#12 exporting to image",
+      'Error: failed to solve: failed to push 127.0.0.1:33945/library/debian:bookworm-vuln-patched: failed to do request: Head "https://127.0.0.1:33945/v2/library/debian/blobs/sha256:aa": dial tcp 127.0.0.1:33945: connect: connection refused',
+    ].join("\n"),
+    reason: "RegistryUnreachable",
+    transient: true,
+    says: /a registry is unreachable: .*failed to push 127\.0\.0\.1:33945/,
+  },
+  {
+    what: "BuildKit down",
+    out: 'Error: listing workers for Build: failed to list workers: Unavailable: connection error: desc = "transport: Error while dialing: dial unix /run/buildkit/buildkitd.sock: connect: no such file or directory"',
+    reason: "BuildKitUnreachable",
+    transient: true,
+    says: /BuildKit is unreachable/,
+  },
+  {
+    what: "the archive has no version with the fix (copa checks what apt installed)",
+    out: [
+      "#11 1.389 Setting up liblzma5:amd64 (5.4.1-1+deb12u2) ...",
+      'time="2026-11-29T18:53:06Z" level=error msg="downloaded package liblzma5 version 5.4.1-1+deb12u2 lower than required 5.4.1-1+deb12u99 for update"',
+      "Error: Patch Failed",
+      "  failed to solve: 1 error occurred:",
+      "\t* downloaded package liblzma5 version 5.4.1-1+deb12u2 lower than required 5.4.1-1+deb12u99 for update",
+      "Error: failed to solve: 1 error occurred:",
+    ].join("\n"),
+    reason: "PackageError",
+    transient: false,
+    says: /no version with the fix yet: .*downloaded package liblzma5 version 5\.4\.1-1\+deb12u2 lower than required 5\.4\.1-1\+deb12u99/,
+  },
+  {
+    what: "apt cannot find a package",
+    out: [
+      "#6 1.843 Reading package lists...",
+      "#6 1.901 E: Unable to locate package libfoo",
+      "Error: failed to solve: 1 error occurred:",
+    ].join("\n"),
+    reason: "PackageError",
+    transient: false,
+    says: /a package update failed: #6 1\.901 E: Unable to locate package libfoo/,
+  },
+  {
+    what: "copa's own deadline",
+    out: "#4 2.183 Reading package lists...Error: Operation Timed Out\ncontext deadline exceeded",
+    reason: "Timeout",
+    transient: true,
+    says: /copa timed out/,
+  },
+  {
+    what: "the registry refusing credentials",
+    out: "Error: failed to resolve source metadata for r/x:1: unexpected status from HEAD request: 401 Unauthorized",
+    reason: "RegistryDenied",
+    transient: false,
+    says: /denied access/,
+  },
+  {
+    what: "an unexplained failure",
+    out: "something odd\nError: boom",
+    reason: "CopaFailed",
+    transient: false,
+    says: /copa failed \(exit code 1\): Error: boom/,
+  },
+];
+
+for (const c of cases)
+  test(`outcome - ${c.what}: ${c.reason}${c.transient ? " (retried)" : ""}`, () => {
+    const v = failed(c.out);
+    assert.equal(v.kind, "failed");
+    if (v.kind !== "failed") return;
+    assert.equal(v.reason, c.reason, v.message);
+    assert.equal(v.transient, c.transient);
+    assert.match(v.message, c.says);
+  });
+
+test("outcome - a word ending in 'e' before a colon is not apt's 'E:' (failed to solve: ...)", () => {
+  const v = failed("Error: failed to solve: something else entirely");
+  assert.equal(v.kind, "failed");
+  if (v.kind === "failed") assert.notEqual(v.reason, "PackageError", v.message);
+});
