@@ -1,6 +1,7 @@
 // A small certificate authority for the environment, made with the openssl CLI (Node's
 // crypto makes keys but not X.509 certificates). Every key is EC P-256, as envtest's.
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -95,7 +96,10 @@ export async function makeLeaf(
       ca.cert,
       "-CAkey",
       ca.key,
-      "-CAcreateserial",
+      // A random serial per certificate: leaves are signed in parallel, and a shared
+      // ca.srl file (-CAcreateserial) is read and written by each openssl at once.
+      "-set_serial",
+      `0x${randomBytes(16).toString("hex")}`,
       "-sha256",
       "-days",
       "30",

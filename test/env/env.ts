@@ -13,7 +13,14 @@ import { makeRegistryAuth, registryServer, type Registry, type RegistryAuth } fr
 import { dockerConfigJSON } from "../../src/registry/auth.ts";
 import { ensureGoTools, goBinary, type GoComponent } from "./tools.ts";
 import { buildkitServer, type BuildKit } from "./buildkit.ts";
-import { seedRegistry, seedVulnerable, type SeededImages } from "./images.ts";
+import {
+  seedMultiArch,
+  seedRegistry,
+  seedVulnerable,
+  type SeededImages,
+  type SeededIndex,
+} from "./images.ts";
+import { ensureEmulation } from "./qemu.ts";
 
 export interface EnvOptions {
   /** Data and log directory. @default a new temp dir, removed on stop */
@@ -33,6 +40,12 @@ export interface EnvOptions {
   /** Keep `dir` after stop (for debugging a failed test). @default false, or true with KEEP_ENV=1 */
   keepDir?: boolean;
   etcdQuotaBytes?: number;
+  /**
+   * Multi-arch: QEMU user emulation for arm64 (binfmt_misc, undone on stop), and a
+   * two-platform vulnerable index `library/debian:bookworm-vuln-multi` (amd64 + arm64)
+   * with the tooling tags as indexes. Needs buildkit. @default false
+   */
+  multiArch?: boolean;
   /** A second registry that requires basic auth (random password), known to BuildKit, holding the vulnerable image. @default false */
   authRegistry?: boolean;
 }
@@ -73,10 +86,12 @@ export class Env implements AsyncDisposable {
   readonly buildkit?: BuildKit;
   readonly images?: SeededImages;
   readonly authRegistry?: AuthRegistry;
+  readonly multiArch?: SeededIndex;
   /** In start order. */
   readonly components: Component[];
   #ownDir: boolean;
   #keepDir: boolean;
+  #cleanups: Array<() => Promise<void>>;
 
   constructor(init: {
     dir: string;
@@ -89,6 +104,9 @@ export class Env implements AsyncDisposable {
     buildkit?: BuildKit;
     images?: SeededImages;
     authRegistry?: AuthRegistry;
+    multiArch?: SeededIndex;
+    /** Undone after the processes stop (host changes such as binfmt registrations). */
+    cleanups?: Array<() => Promise<void>>;
   }) {
     this.dir = init.dir;
     this.#ownDir = init.ownDir;
@@ -100,6 +118,8 @@ export class Env implements AsyncDisposable {
     this.buildkit = init.buildkit;
     this.images = init.images;
     this.authRegistry = init.authRegistry;
+    this.multiArch = init.multiArch;
+    this.#cleanups = init.cleanups ?? [];
   }
 
   get buildkitAddr(): string {
@@ -147,6 +167,7 @@ export class Env implements AsyncDisposable {
 
   async stop(): Promise<void> {
     await stopAll(this.components);
+    for (const c of this.#cleanups.splice(0).reverse()) await c().catch(() => {});
     if (this.#ownDir && !this.#keepDir) await rm(this.dir, { recursive: true, force: true }).catch(() => {});
   }
 
@@ -173,6 +194,7 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "vuln-patcher-env-")));
   await mkdir(dir, { recursive: true });
   const started: Component[] = [];
+  const cleanups: Array<() => Promise<void>> = [];
   try {
     const nats = (opts.nats ?? true) ? await natsServer(dir) : undefined;
     const registry =
@@ -198,6 +220,12 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
       await r.component.start();
       authReg = { registry: r, auth };
     }
+    if (opts.multiArch) {
+      if (!wantBuildkit) throw new Error("multiArch needs buildkit");
+      // Before buildkitd starts, so it finds the emulator for linux/arm64.
+      const emulation = await ensureEmulation(["arm64"]);
+      cleanups.push(() => emulation.undo());
+    }
     const buildkit = wantBuildkit
       ? await buildkitServer(dir, registry!.host, authReg ? [authReg.registry.host] : [])
       : undefined;
@@ -206,6 +234,7 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
       await buildkit.component.start();
     }
     const images = wantImages ? await seedRegistry(registry!.host) : undefined;
+    const multiArch = opts.multiArch ? await seedMultiArch(registry!.host) : undefined;
     let authRegistry: AuthRegistry | undefined;
     if (authReg) {
       const host = authReg.registry.host;
@@ -236,9 +265,12 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
       buildkit,
       images,
       authRegistry,
+      multiArch,
+      cleanups,
     });
   } catch (err) {
     await stopAll(started);
+    for (const c of cleanups.reverse()) await c().catch(() => {});
     if (ownDir && process.env.KEEP_ENV !== "1")
       await rm(dir, { recursive: true, force: true }).catch(() => {});
     throw err;

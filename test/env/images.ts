@@ -53,14 +53,19 @@ function imagesDir(): string {
   return join(cacheDir(), "images");
 }
 
-/** The cached OCI layout holding `bookworm-vuln`; built on first use (debootstrap: ~1 min). */
-export async function ensureDebianImage(): Promise<{ layout: string; tag: string }> {
-  const layout = join(imagesDir(), "debian-oci");
+/**
+ * The cached OCI layout holding `bookworm-vuln` for one Debian architecture; built on
+ * first use (amd64: debootstrap ~1 min). A foreign architecture (arm64) is bootstrapped
+ * in two stages, the second running under QEMU (needs ensureEmulation first).
+ */
+export async function ensureDebianImage(arch = "amd64"): Promise<{ layout: string; tag: string }> {
+  const native = arch === "amd64";
+  const layout = join(imagesDir(), native ? "debian-oci" : `debian-${arch}-oci`);
   const marker = join(layout, ".complete");
   if (existsSync(marker)) return { layout, tag: VULN_TAG };
   await mkdir(imagesDir(), { recursive: true });
   // One builder at a time across processes (tests may start together).
-  const lock = join(imagesDir(), "debian.lock");
+  const lock = join(imagesDir(), native ? "debian.lock" : `debian-${arch}.lock`);
   await withLock(lock, async () => {
     if (existsSync(marker)) return;
     const work = join(imagesDir(), `work-${process.pid}`);
@@ -68,11 +73,22 @@ export async function ensureDebianImage(): Promise<{ layout: string; tag: string
     await mkdir(work, { recursive: true });
     try {
       const rootfs = join(work, "rootfs");
-      await sh(
-        systemBinary("debootstrap", "debootstrap"),
-        ["--variant=minbase", "bookworm", rootfs, DEBIAN_MIRROR],
-        { timeout: 20 * 60_000 },
-      );
+      const debootstrap = systemBinary("debootstrap", "debootstrap");
+      if (native)
+        await sh(debootstrap, ["--variant=minbase", "bookworm", rootfs, DEBIAN_MIRROR], {
+          timeout: 20 * 60_000,
+        });
+      else {
+        await sh(
+          debootstrap,
+          ["--foreign", `--arch=${arch}`, "--variant=minbase", "bookworm", rootfs, DEBIAN_MIRROR],
+          {
+            timeout: 20 * 60_000,
+          },
+        );
+        // The second stage runs the target's own binaries: QEMU through binfmt_misc.
+        await sh("chroot", [rootfs, "/debootstrap/debootstrap", "--second-stage"], { timeout: 40 * 60_000 });
+      }
       // Add the update suites without upgrading, so apt in the image (what copa runs) sees the fixes.
       await writeFile(
         join(rootfs, "etc/apt/sources.list"),
@@ -105,7 +121,7 @@ export async function ensureDebianImage(): Promise<{ layout: string; tag: string
         "--config.env",
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "--architecture",
-        "amd64",
+        arch,
         "--os",
         "linux",
       ]);
@@ -178,7 +194,6 @@ export interface SeededImages {
   vulnerableDigest: string;
 }
 
-/** Push the vulnerable image and the tooling tags into `registry`. */
 /** Push only the vulnerable image, with credentials from a docker config file (the registry with auth). */
 export async function seedVulnerable(registry: string, authfile?: string): Promise<SeededImages> {
   const { layout, tag } = await ensureDebianImage();
@@ -186,9 +201,92 @@ export async function seedVulnerable(registry: string, authfile?: string): Promi
   return { vulnerable: `${registry}/${VULN_REPO}:${VULN_TAG}`, vulnerableDigest };
 }
 
+/** Push the vulnerable image and the tooling tags into `registry`. */
 export async function seedRegistry(registry: string): Promise<SeededImages> {
   const { layout, tag } = await ensureDebianImage();
   const vulnerableDigest = await pushLayout(layout, tag, registry, [`${VULN_REPO}:${VULN_TAG}`]);
   await pushLayout(layout, tag, registry, TOOLING_REFS);
   return { vulnerable: `${registry}/${VULN_REPO}:${VULN_TAG}`, vulnerableDigest };
+}
+
+export interface PlatformImage {
+  os: string;
+  architecture: string;
+  variant?: string;
+  digest: string;
+}
+
+export interface SeededIndex {
+  /** registry/repo:tag of the index */
+  ref: string;
+  digest: string;
+  platforms: PlatformImage[];
+}
+
+/**
+ * Push one OCI layout per platform and an OCI image index over them, as `repo:tag`.
+ * Each platform's manifest also gets the tag `<tag>-<arch>` (skopeo pushes by tag).
+ */
+export async function pushIndex(
+  registry: string,
+  repo: string,
+  tag: string,
+  images: Array<{ layout: string; layoutTag: string; os: string; architecture: string; variant?: string }>,
+): Promise<SeededIndex> {
+  const base = `http://${registry}/v2/${repo}`;
+  const manifests: Array<Record<string, unknown>> = [];
+  const platforms: PlatformImage[] = [];
+  for (const img of images) {
+    const digest = await pushLayout(img.layout, img.layoutTag, registry, [
+      `${repo}:${tag}-${img.architecture}`,
+    ]);
+    const res = await fetch(`${base}/manifests/${digest}`, {
+      headers: {
+        accept:
+          "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+      },
+    });
+    if (res.status !== 200) throw new Error(`${repo}@${digest}: ${res.status}`);
+    const body = Buffer.from(await res.arrayBuffer());
+    const platform = {
+      os: img.os,
+      architecture: img.architecture,
+      ...(img.variant ? { variant: img.variant } : {}),
+    };
+    manifests.push({ mediaType: res.headers.get("content-type"), digest, size: body.length, platform });
+    platforms.push({ ...platform, digest });
+  }
+  const index = Buffer.from(
+    JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests }),
+  );
+  const put = await fetch(`${base}/manifests/${tag}`, {
+    method: "PUT",
+    body: new Uint8Array(index),
+    headers: { "content-type": "application/vnd.oci.image.index.v1+json" },
+  });
+  if (put.status !== 201) throw new Error(`index ${repo}:${tag}: ${put.status} ${await put.text()}`);
+  const digest = put.headers.get("docker-content-digest") ?? "";
+  return { ref: `${registry}/${repo}:${tag}`, digest, platforms };
+}
+
+export const MULTI_TAG = "bookworm-vuln-multi";
+
+/**
+ * The two-platform vulnerable index (linux/amd64 + linux/arm64) as `library/debian:bookworm-vuln-multi`,
+ * and the tooling tags as indexes too, so copa finds its Debian tooling image for either platform.
+ * Needs QEMU emulation for the arm64 rootfs (ensureEmulation).
+ */
+export async function seedMultiArch(registry: string): Promise<SeededIndex> {
+  const amd64 = await ensureDebianImage("amd64");
+  const arm64 = await ensureDebianImage("arm64");
+  const both = [
+    { layout: amd64.layout, layoutTag: amd64.tag, os: "linux", architecture: "amd64" },
+    { layout: arm64.layout, layoutTag: arm64.tag, os: "linux", architecture: "arm64" },
+  ];
+  const index = await pushIndex(registry, VULN_REPO, MULTI_TAG, both);
+  for (const ref of TOOLING_REFS) {
+    const [repo, tag] = ref.split(":") as [string, string];
+    await pushIndex(registry, repo, tag, both);
+  }
+  return index;
 }
