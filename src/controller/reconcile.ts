@@ -200,7 +200,7 @@ export function reportReconciler(deps: ReconcilerDeps) {
         return done;
       case "leave":
         return existing && existing.spec.source === Source.Report && needsPublish(existing)
-          ? publish(existing, log, { reason: "Queued", message: "patch request queued" })
+          ? publish(existing, log)
           : done;
       case "create": {
         let pj: PatchJob;
@@ -220,10 +220,11 @@ export function reportReconciler(deps: ReconcilerDeps) {
         }
         log.info({ generation: pj.metadata.generation, updates: d.spec.updates?.length }, "PatchJob created");
         pj = { ...pj, status: { vulnerabilities: { before: d.before } } };
-        return publish(pj, log, {
-          reason: "Queued",
-          message: `patch of ${d.spec.updates?.length ?? 0} packages in ${d.spec.image.repository}:${d.spec.image.tag ?? ""} queued (${d.before?.fixable ?? 0} fixable findings)`,
-        });
+        // No Event here: the PatchJob's phase and message say it, and an Event per new
+        // report is one more apiserver write per report (at 10,000 reports, a third of
+        // the controller's writes). Events are for what changes a human's picture:
+        // re-patches, failures, invalid reports, results.
+        return publish(pj, log);
       }
       case "update": {
         let pj: PatchJob | undefined;
