@@ -90,13 +90,13 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     log,
   });
   log.info({ listen: ctl.server?.url, leaderElect }, "controller started");
-  const lost = await Promise.race([
+  // Runs until a signal: a lost lease does not end the process (it campaigns again).
+  await Promise.race([
     ctl.done,
-    new Promise<false>((r) => signal.addEventListener("abort", () => r(false), { once: true })),
+    new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
   ]);
   await ctl.stop();
   await nc.drain().catch(() => {});
-  if (lost) throw new Error("leader election lost");
   log.info("controller stopped");
   return 0;
 }

@@ -64,8 +64,8 @@ export interface ControllerOptions {
 }
 
 export interface RunningController {
-  /** Resolves (false) when the controller has stopped. A lost lease does not stop it: it campaigns again. */
-  done: Promise<boolean>;
+  /** Resolves when the controller has stopped. A lost lease does not stop it: it campaigns again. */
+  done: Promise<void>;
   stop(): Promise<void>;
   server?: RunningServer;
   registry: Registry;
@@ -269,7 +269,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   const stop = new AbortController();
   let elector: LeaderElector | undefined;
   let leading = false;
-  let done: Promise<boolean>;
+  let done: Promise<void>;
   if (o.leaderElection?.enabled) {
     const le = o.leaderElection;
     elector = new LeaderElector({
@@ -302,11 +302,10 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         m.leadershipLost.inc();
         log.warn("leadership lost; campaigning again");
       }
-      return false;
     })();
   } else {
     leading = true;
-    done = leaderWork(stop.signal).then(() => false);
+    done = leaderWork(stop.signal);
   }
   const server = o.listen
     ? await startHttpServer({
