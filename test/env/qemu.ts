@@ -83,11 +83,3 @@ export async function ensureEmulation(arches: string[] = ["arm64"]): Promise<Emu
     },
   };
 }
-
-/** True when an `arch` binary runs here (checked with the rootfs's own /bin/true). */
-export async function canRun(rootfs: string): Promise<boolean> {
-  return run("chroot", [rootfs, "/bin/true"]).then(
-    () => true,
-    () => false,
-  );
-}

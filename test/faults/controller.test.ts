@@ -11,7 +11,7 @@ import { installAllCRDs } from "../env/crds.ts";
 import { waitFor } from "../env/wait.ts";
 import { createNamespace, listPatchJobs, reportsApi } from "../env/kube.ts";
 import { messagesIn, streamMessages } from "../env/stream.ts";
-import { reportFault } from "../env/faults.ts";
+import { reportFault, restartApiserver } from "../env/faults.ts";
 import { makeReport } from "../fixtures/make-report.ts";
 import { admitted } from "../fixtures/malformed.ts";
 import { connectNats } from "../../src/queue/nats.ts";
@@ -214,12 +214,7 @@ test("faults - the apiserver restarted under the controller (no leader election)
   await waitFor("before Queued", async () =>
     (await listPatchJobs(kc, ns)).find((p) => p.status?.phase === "Queued"),
   );
-  const apiserver = env.controlPlane!.apiserver;
-  const t0 = performance.now();
-  await apiserver.stop();
-  await sleep(3000);
-  await apiserver.start();
-  const downMs = performance.now() - t0;
+  const downMs = await restartApiserver(env);
   const t1 = performance.now();
   await reports.create(makeReport({ name: "after", namespace: ns, tag: "after" }));
   const pj = await waitFor(
