@@ -7,3 +7,4 @@ export * from "./decide.ts";
 export * from "./naming.ts";
 export * from "./imageref.ts";
 export * from "./schema.ts";
+export * from "./group.ts";

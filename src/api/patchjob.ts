@@ -65,6 +65,10 @@ export const Reason = {
   MaxAttemptsExceeded: "MaxAttemptsExceeded",
   ReportDeleted: "ReportDeleted",
   ReportPresent: "ReportPresent",
+  /** A platform's PatchJob handed to its index's PatchJob. */
+  Grouped: "Grouped",
+  /** A platform's patch was fine but the index was not published (another platform failed). */
+  IndexNotPublished: "IndexNotPublished",
   Internal: "Internal",
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
@@ -108,6 +112,41 @@ export interface PackageUpdate {
   vulnerabilityIDs?: string[];
 }
 
+/** One platform of a multi-arch index PatchJob, planned from that platform's report. */
+export interface PlatformPatch {
+  platform: string;
+  /** The platform's manifest digest in the source index. */
+  digest: string;
+  /** The report's PatchJob, which gets this platform's result. */
+  patchJob?: string;
+  /** That PatchJob's generation the plan came from. */
+  generation?: number;
+  findingsHash?: string;
+  updates?: PackageUpdate[];
+}
+
+export const PlatformResult = {
+  Patched: "Patched",
+  AlreadyPatched: "AlreadyPatched",
+  /** Its report's updates are already in the image: the original manifest stays. */
+  UpToDate: "UpToDate",
+  /** No report (or nothing fixable): the original manifest stays. */
+  Unchanged: "Unchanged",
+  Failed: "Failed",
+  /** Patched, but the index was not published because another platform failed. */
+  NotPublished: "NotPublished",
+} as const;
+export type PlatformResult = (typeof PlatformResult)[keyof typeof PlatformResult];
+
+export interface PlatformStatus {
+  platform: string;
+  result: PlatformResult;
+  sourceDigest?: string;
+  /** The platform's manifest in the published index. */
+  digest?: string;
+  message?: string;
+}
+
 export interface PatchJobSpec {
   /** Absent only on the record of a report that could not be turned into a patch (phase Invalid). */
   image?: ImageSpec;
@@ -117,8 +156,10 @@ export interface PatchJobSpec {
   os?: { type: string; version: string };
   findingsHash?: string;
   updates?: PackageUpdate[];
+  /** Multi-arch (image.platform "all"): the platforms to patch together. */
+  platforms?: PlatformPatch[];
   target?: { reference?: string; tagSuffix?: string };
-  options?: { ignoreErrors?: boolean; timeout?: string };
+  options?: { ignoreErrors?: boolean; timeout?: string; publishPartial?: boolean };
   dryRun?: boolean;
 }
 
@@ -137,7 +178,11 @@ export interface PatchJobStatus {
   completionTime?: string;
   queuedTime?: string;
   worker?: string;
-  patchedImage?: { reference?: string; digest?: string; shortDigest?: string };
+  patchedImage?: { reference?: string; digest?: string; shortDigest?: string; platformDigest?: string };
+  /** A platform's PatchJob: the multi-arch PatchJob that patches it with the rest of its index. */
+  group?: string;
+  /** A multi-arch PatchJob: the result per platform. */
+  platforms?: PlatformStatus[];
   vulnerabilities?: VulnerabilityCounts;
   fixedCVEs?: string[];
   fixedCVEsTruncated?: boolean;

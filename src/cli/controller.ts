@@ -21,6 +21,8 @@ publishes it to NATS JetStream.
   --tag-suffix S               patched tag suffix (default ${DEFAULT_TAG_SUFFIX})
   --patch-timeout D            copa time limit per patch (default ${DEFAULT_TIMEOUT})
   --ignore-errors              let copa continue past packages it cannot update
+  --publish-partial            multi-arch: publish the index with the platforms that patched
+                               and the others unchanged when some fail (default: publish nothing)
   --resync D                   full re-list period (default 5m)
   --concurrency N              parallel reconciles (default 4)
   --leader-elect=false         run without leader election (default on)
@@ -38,6 +40,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     "tag-suffix": { type: "string" },
     "patch-timeout": { type: "string" },
     "ignore-errors": { type: "boolean" },
+    "publish-partial": { type: "boolean" },
     resync: { type: "string" },
     concurrency: { type: "string" },
     "leader-elect": { type: "string" },
@@ -75,7 +78,12 @@ export async function controllerCommand(argv: string[]): Promise<number> {
       .split(",")
       .map((s) => s.trim())
       .filter(Boolean),
-    settings: { tagSuffix: suffix, timeout, ignoreErrors: !!v["ignore-errors"] },
+    settings: {
+      tagSuffix: suffix,
+      timeout,
+      ignoreErrors: !!v["ignore-errors"],
+      publishPartial: !!v["publish-partial"],
+    },
     resyncMs: durationFlag("resync", v.resync, "5m"),
     concurrency: intFlag("concurrency", v.concurrency, 4, 1),
     leaderElection: {

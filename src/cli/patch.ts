@@ -11,7 +11,7 @@ import { formatImageRef, parseImageRef, type ImageRef } from "../api/imageref.ts
 import { patchedTag } from "../api/naming.ts";
 import type { PackageUpdate } from "../api/patchjob.ts";
 import { localExecutor } from "../patch/local.ts";
-import { RegistryClient } from "../registry/client.ts";
+import { RegistryClient, isIndex } from "../registry/client.ts";
 import {
   credentialsFrom,
   credentialsFromDockerConfigDir,
@@ -20,6 +20,7 @@ import {
 } from "../registry/auth.ts";
 import { readPackageDB } from "../registry/pkgdb.ts";
 import { patchImage, type PatchImageResult } from "../worker/patch-image.ts";
+import { patchIndex, type PatchIndexResult } from "../worker/patch-index.ts";
 import { planUpdates } from "../worker/plan.ts";
 import { PatchError, UsageError } from "../util/errors.ts";
 import { parseDuration } from "../util/duration.ts";
@@ -30,7 +31,12 @@ Patches one image with copa on BuildKit and prints a before/after summary.
 
   -i, --image REF        image to patch (required), e.g. registry.example/app:1.2
   -r, --report FILE      a sbomscanner VulnerabilityReport (YAML or JSON); without it
-                         copa updates every package it can
+                         copa updates every package it can. For a multi-arch index, one
+                         per platform (repeat -r): the platforms without one keep their manifest
+      --platform P,Q     multi-arch without reports: patch only these platforms (default all);
+                         the others keep their manifest in the patched index
+      --publish-partial  multi-arch: if some platforms fail, still publish the index with the
+                         others unchanged (default: publish nothing)
   -a, --addr ADDR        BuildKit address (default $BUILDKIT_ADDR, else unix:///run/buildkit/buildkitd.sock)
   -t, --tag TAG          tag, or full reference, of the result (default <tag>-patched)
       --timeout D        time limit for copa (default 5m)
@@ -66,7 +72,9 @@ export interface PatchSummary {
 export async function patchCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(argv, {
     image: { type: "string", short: "i" },
-    report: { type: "string", short: "r" },
+    report: { type: "string", short: "r", multiple: true },
+    platform: { type: "string" },
+    "publish-partial": { type: "boolean" },
     addr: { type: "string", short: "a" },
     tag: { type: "string", short: "t" },
     timeout: { type: "string" },
@@ -101,35 +109,20 @@ export async function patchCommand(argv: string[]): Promise<number> {
   const push = !v["no-push"];
   const say = (s: string) => process.stderr.write(`${s}\n`);
 
-  // Report -> updates (or update-all mode without one).
-  let updates: PackageUpdate[] | undefined;
-  let os: { type: string; version: string } | undefined;
-  let counts: Counts | undefined;
-  if (v.report) {
-    let doc: unknown;
-    try {
-      doc = parseYaml(await readFile(v.report, "utf8"));
-    } catch (err) {
-      throw new UsageError(
-        `cannot read the report ${v.report}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message.split("\n")[0]}`,
-      );
-    }
-    const report = parseReport(doc);
-    if (!report.ok) throw new UsageError(`${v.report}: ${report.reason}: ${report.message}`);
-    const conv = convertReport(report.value);
-    if (!conv.ok) throw new UsageError(`${v.report}: ${conv.reason}: ${conv.message}`);
-    counts = conv.value.counts;
-    os = { type: conv.value.os.type, version: conv.value.os.version };
-    const ids = new Map<string, string[]>();
-    for (const f of conv.value.findings) ids.set(f.packageName, [...(ids.get(f.packageName) ?? []), f.cve]);
-    updates = conv.value.updates.map((u) => ({
-      name: u.name,
-      installedVersion: u.installedVersion,
-      fixedVersion: u.fixedVersion,
-      vulnerabilityIDs: [...new Set(ids.get(u.name) ?? [])].sort(),
-    }));
-    say(`report: ${counts.total} vulnerabilities, ${counts.fixable} fixable in ${updates.length} packages`);
-  }
+  // Reports -> updates (or update-all mode without one).
+  const reports: CliReport[] = [];
+  for (const file of v.report ?? []) reports.push(await readReportFile(file));
+  for (const r of reports)
+    say(
+      `report ${r.platform}: ${r.counts.total} vulnerabilities, ${r.counts.fixable} fixable in ${r.updates.length} packages`,
+    );
+  const platformsFlag = v.platform
+    ?.split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const updates: PackageUpdate[] | undefined = reports[0]?.updates;
+  const os = reports[0]?.os;
+  const counts = reports[0]?.counts;
 
   // Credentials: flags or environment, else $DOCKER_CONFIG. Handed to copa as a private
   // DOCKER_CONFIG directory; never printed, never in argv.
@@ -151,6 +144,41 @@ export async function patchCommand(argv: string[]): Promise<number> {
   }
   const registry = new RegistryClient({ credentials, insecureHosts: v["insecure-registry"] ?? [] });
   try {
+    const resolved = await registry.resolve(source);
+    if (!resolved) throw new PatchError("ImageNotFound", `source image ${formatImageRef(source)} not found`);
+    if (isIndex(resolved.body)) {
+      if (!push) throw new UsageError("--no-push is not supported for a multi-arch index yet");
+      if (platformsFlag?.length && reports.length)
+        throw new UsageError(
+          "--platform goes with update-all mode; with reports, their platforms are patched",
+        );
+      const result = await patchIndex({
+        id: `cli-${Date.now()}`,
+        source,
+        target,
+        platforms: reports.length
+          ? reports.map((r) => ({ platform: r.platform, updates: r.updates }))
+          : platformsFlag?.map((platform) => ({ platform })),
+        os,
+        buildkitAddr: addr,
+        timeout,
+        ignoreErrors: !!v["ignore-errors"],
+        publishPartial: !!v["publish-partial"],
+        executor: localExecutor({ copaPath: v.copa, env: dockerDir ? { DOCKER_CONFIG: dockerDir } : {} }),
+        registry,
+        onProgress: (stage, message) => say(`[${stage}] ${message}`),
+      });
+      const summary = summarizeIndex(formatImageRef(source), result, reports);
+      if (v.json) process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
+      else process.stdout.write(renderIndexSummary(summary));
+      if (result.kind === "failed") throw new Error(`${result.reason ?? "CopaFailed"}: ${result.message}`);
+      return 0;
+    }
+    if (reports.length > 1)
+      throw new UsageError(
+        `${formatImageRef(source)} is a single-platform image: give one report, not ${reports.length}`,
+      );
+    if (platformsFlag?.length) throw new UsageError("--platform is for a multi-arch index");
     let summary: PatchSummary;
     if (!push) {
       summary = await planOnly(registry, source, updates, os, counts);
@@ -335,4 +363,108 @@ export function renderSummary(s: PatchSummary): string {
   }
   const totals = `vulnerabilities: ${s.before.total} total, ${s.before.fixable} fixable -> ${s.after.fixed} fixed, ${s.after.remaining} fixable remaining`;
   return `${head}\n${totals}\n\n${s.packages.length ? renderTable(rows) : "(no package changes)\n"}`;
+}
+
+interface CliReport {
+  file: string;
+  platform: string;
+  os: { type: string; version: string };
+  counts: Counts;
+  updates: PackageUpdate[];
+}
+
+async function readReportFile(file: string): Promise<CliReport> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(await readFile(file, "utf8"));
+  } catch (err) {
+    throw new UsageError(
+      `cannot read the report ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message.split("\n")[0]}`,
+    );
+  }
+  const report = parseReport(doc);
+  if (!report.ok) throw new UsageError(`${file}: ${report.reason}: ${report.message}`);
+  const conv = convertReport(report.value);
+  if (!conv.ok) throw new UsageError(`${file}: ${conv.reason}: ${conv.message}`);
+  const ids = new Map<string, string[]>();
+  for (const f of conv.value.findings) ids.set(f.packageName, [...(ids.get(f.packageName) ?? []), f.cve]);
+  return {
+    file,
+    platform: report.value.imageMetadata.platform,
+    os: { type: conv.value.os.type, version: conv.value.os.version },
+    counts: conv.value.counts,
+    updates: conv.value.updates.map((u) => ({
+      name: u.name,
+      installedVersion: u.installedVersion,
+      fixedVersion: u.fixedVersion,
+      vulnerabilityIDs: [...new Set(ids.get(u.name) ?? [])].sort(),
+    })),
+  };
+}
+
+export interface IndexSummary {
+  image: string;
+  result: "patched" | "no-op" | "failed";
+  patchedImage: string;
+  digest?: string;
+  adopted: boolean;
+  message: string;
+  platforms: Array<{
+    platform: string;
+    result: string;
+    sourceDigest: string;
+    digest?: string;
+    /** Findings before, from the platform's report (undefined without one). */
+    fixableBefore?: number;
+    fixed: number;
+    packagesUpdated: number;
+    message: string;
+  }>;
+}
+
+export function summarizeIndex(image: string, r: PatchIndexResult, reports: CliReport[]): IndexSummary {
+  return {
+    image,
+    result: r.kind === "noop" ? "no-op" : r.kind,
+    patchedImage: r.patchedRef,
+    ...(r.indexDigest ? { digest: r.indexDigest } : {}),
+    adopted: r.adopted,
+    message: r.message,
+    platforms: r.platforms.map((o) => {
+      const rep = reports.find((x) => x.platform === o.platform);
+      const fixed = o.verification?.fixed ?? [];
+      return {
+        platform: o.platform,
+        result: o.result,
+        sourceDigest: o.sourceDigest,
+        ...(o.digest ? { digest: o.digest } : {}),
+        ...(rep ? { fixableBefore: rep.counts.fixable } : {}),
+        fixed: rep
+          ? fixed.reduce((n, u) => n + Math.max(1, u.vulnerabilityIDs?.length ?? 0), 0)
+          : fixed.length,
+        packagesUpdated: fixed.length,
+        message: o.message,
+      };
+    }),
+  };
+}
+
+export function renderIndexSummary(s: IndexSummary): string {
+  const head =
+    s.result === "patched"
+      ? `${s.adopted ? "Already patched (adopted the existing index)" : "Patched index"}: ${s.patchedImage}@${s.digest}`
+      : s.result === "no-op"
+        ? `No-op: ${s.message}`
+        : `Failed, nothing published under ${s.patchedImage}: ${s.message}`;
+  const rows = [["PLATFORM", "RESULT", "FIXABLE BEFORE", "FIXED", "PACKAGES", "DIGEST"]];
+  for (const p of s.platforms)
+    rows.push([
+      p.platform,
+      p.result,
+      p.fixableBefore === undefined ? "-" : String(p.fixableBefore),
+      String(p.fixed),
+      String(p.packagesUpdated),
+      p.digest ? p.digest.slice(0, 19) : "-",
+    ]);
+  return `${head}\n\n${renderTable(rows)}`;
 }

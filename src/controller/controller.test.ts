@@ -7,8 +7,9 @@ import { setup, type Env } from "../../test/env/index.ts";
 import { installAllCRDs } from "../../test/env/crds.ts";
 import { waitFor } from "../../test/env/wait.ts";
 import { createNamespace, listPatchJobs, reportsApi } from "../../test/env/kube.ts";
-import { messagesIn } from "../../test/env/stream.ts";
-import { makeReport } from "../../test/fixtures/make-report.ts";
+import { messagesIn, streamMessages } from "../../test/env/stream.ts";
+import { digestOf, makeReport } from "../../test/fixtures/make-report.ts";
+import { patchJobNameForIndex } from "../api/group.ts";
 import { connectNats } from "../queue/nats.ts";
 import { startController, type RunningController } from "./manager.ts";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -191,4 +192,82 @@ test("controller - NATS down while reports arrive: every PatchJob ends Queued on
   await allQueued(ns, 6);
   await sleep(2000);
   assert.equal(await messagesIn(env.natsURL, ns), 6);
+});
+
+test("controller - the platform reports of one index: one index PatchJob queued with every platform, the platforms Grouped, one message; a changed platform re-queues the index", async () => {
+  const ns = "ctl-multiarch";
+  const kc = env.kubeConfig();
+  await createNamespace(kc, ns);
+  const reports = reportsApi(kc);
+  for (const arch of ["amd64", "arm64"])
+    await reports.create(
+      makeReport({
+        name: `multi-${arch}`,
+        namespace: ns,
+        tag: "multi",
+        platform: `linux/${arch}`,
+        indexSeed: "idx-1",
+      }),
+    );
+  const group = patchJobNameForIndex({
+    registryURI: "127.0.0.1:5000",
+    repository: "library/debian",
+    tag: "multi",
+  });
+  const all = await waitFor(
+    "the index PatchJob Queued with both platforms, both platforms Grouped",
+    async () => {
+      const pjs = await listPatchJobs(kc, ns);
+      const idx = pjs.find((p) => p.metadata.name === group);
+      const members = pjs.filter((p) => p.metadata.name.startsWith("multi-"));
+      return idx?.status?.phase === "Queued" &&
+        idx.spec.platforms?.length === 2 &&
+        members.length === 2 &&
+        members.every((m) => m.status?.reason === "Grouped" && m.status.group === group)
+        ? { idx, members }
+        : undefined;
+    },
+    60_000,
+  );
+  assert.equal(all.idx.spec.image?.platform, "all");
+  assert.equal(all.idx.spec.image?.digest, digestOf("idx-1"));
+  assert.deepEqual(
+    all.idx.status?.vulnerabilities?.before,
+    { total: 12, fixable: 8 },
+    "the platforms' counts summed",
+  );
+  assert.equal(all.idx.metadata.labels?.["vulnpatcher.io/index"], "true");
+  for (const m of all.members) assert.equal(m.metadata.labels?.["vulnpatcher.io/index-group"], group);
+  await sleep(1500);
+  const msgs = await streamMessages(env.natsURL, ns);
+  assert.deepEqual(
+    msgs.map((m) => [m.name, m.generation]),
+    [[group, 1]],
+    "only the index PatchJob is queued, once",
+  );
+
+  // arm64's findings change: its PatchJob moves on, and the index is queued again (generation 2).
+  const arm = await reports.get(ns, "multi-arm64");
+  arm.report.results[0].vulnerabilities[0].fixedVersions = ["5.4.1-1+deb12u9"];
+  await reports.replace(arm);
+  await waitFor(
+    "the index PatchJob at generation 2, Queued",
+    async () => {
+      const idx = (await listPatchJobs(kc, ns)).find((p) => p.metadata.name === group);
+      return idx?.metadata.generation === 2 &&
+        idx.status?.phase === "Queued" &&
+        idx.status.observedGeneration === 2
+        ? idx
+        : undefined;
+    },
+    60_000,
+  );
+  await sleep(1500);
+  assert.deepEqual(
+    (await streamMessages(env.natsURL, ns)).map((m) => [m.name, m.generation]),
+    [
+      [group, 1],
+      [group, 2],
+    ],
+  );
 });

@@ -16,7 +16,9 @@ import {
   REPORT_VERSION,
   VERSION,
   markQueued,
+  Reason,
   type DecideSettings,
+  type GroupSettings,
   type PatchJob,
 } from "../api/index.ts";
 import { Informer, mergedStore, type ListPage, type RawObject, type Store } from "../kube/informer.ts";
@@ -38,7 +40,7 @@ export interface ControllerOptions {
   nc: NatsConnection;
   /** Namespaces to watch; empty = all. */
   namespaces?: string[];
-  settings?: DecideSettings;
+  settings?: DecideSettings & GroupSettings & { groupIndexes?: boolean };
   /** Full re-list period of the informers. @default 300_000 */
   resyncMs?: number;
   /** Parallel reconciles. @default 4 */
@@ -234,6 +236,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       publisher,
       events,
       settings,
+      enqueue: (k) => queue.add(k),
       onPublishFailure: () => m.publishFailures.inc(),
       onPublished: (dup) => m.published.inc({ duplicate: String(dup) }),
     });
@@ -355,6 +358,8 @@ async function sweep(
         continue;
       }
       if (s.phase !== Phase.Queued || s.observedGeneration !== pj.metadata.generation) continue;
+      // A platform waiting for its index PatchJob has no message of its own: the index's counts.
+      if (s.reason === Reason.Grouped) continue;
       const since = Date.parse(s.queuedTime ?? "") || 0;
       if (Date.now() - since < staleMs) continue;
       const req = {

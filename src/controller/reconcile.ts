@@ -16,7 +16,17 @@ import {
   Source,
   type Decision,
   type DecideSettings,
+  type GroupSettings,
   type PatchJob,
+  INDEX_GROUP_LABEL,
+  INDEX_LABEL,
+  indexChange,
+  indexPlan,
+  isIndexMember,
+  isIndexPatchJob,
+  looksLikeIndexName,
+  markGrouped,
+  patchJobNameForIndex,
 } from "../api/index.ts";
 import { done, requeueAfter, type Result } from "../kube/controller.ts";
 import { isConflict } from "../kube/errors.ts";
@@ -37,7 +47,13 @@ export interface ReconcilerDeps {
   client: PatchJobClient;
   publisher: Publisher;
   events: EventRecorder;
-  settings: DecideSettings;
+  settings: DecideSettings &
+    GroupSettings & {
+      /** Patch the platforms of a multi-arch index together, as one index. @default true */
+      groupIndexes?: boolean;
+    };
+  /** Queue another key (an index PatchJob's, when one of its platforms changed). */
+  enqueue?: (key: string) => void;
   /** Called on publish failures (metrics). */
   onPublishFailure?: () => void;
   onPublished?: (duplicate: boolean) => void;
@@ -148,10 +164,103 @@ export function reportReconciler(deps: ReconcilerDeps) {
     return done;
   }
 
+  const grouping = deps.settings.groupIndexes ?? true;
+  const groupOf = (pj: PatchJob) =>
+    grouping && isIndexMember(pj) ? patchJobNameForIndex(pj.spec.image!) : undefined;
+
+  /** A platform's PatchJob is not queued itself: it waits for its index PatchJob, which is. */
+  async function groupMember(pj: PatchJob, group: string, log: Logger): Promise<Result> {
+    try {
+      await deps.client.updateStatus(pj, markGrouped(pj, group));
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+    log.info({ group, generation: pj.metadata.generation }, "platform handed to its index PatchJob");
+    deps.enqueue?.(`${pj.metadata.namespace}/${group}`);
+    return done;
+  }
+
+  /**
+   * One index PatchJob from its members (the live list: a member written a moment ago
+   * counts). Runs under the index's own key, so the work queue never runs two at once.
+   */
+  async function reconcileIndex(namespace: string, name: string, log: Logger): Promise<Result> {
+    const members = await deps.client.list(namespace, `${INDEX_GROUP_LABEL}=${name}`);
+    const plan = indexPlan(members, deps.settings);
+    if (!plan) return done;
+    if (plan.waiting.length)
+      log.info({ waiting: plan.waiting }, "platforms of another index digest wait for their next scan");
+    const existing = await deps.client.get(namespace, name);
+    if (!existing) {
+      let pj: PatchJob;
+      try {
+        pj = await deps.client.create({
+          metadata: {
+            name,
+            namespace,
+            labels: {
+              "app.kubernetes.io/managed-by": "vuln-patcher",
+              "vulnpatcher.io/source": "report",
+              [INDEX_LABEL]: "true",
+            },
+          },
+          spec: plan.spec,
+        });
+      } catch (err) {
+        if (isConflict(err)) return requeueAfter(200);
+        throw err;
+      }
+      log.info({ platforms: plan.spec.platforms.map((p) => p.platform) }, "index PatchJob created");
+      return publish({ ...pj, status: { vulnerabilities: { before: plan.before } } }, log);
+    }
+    if (existing.spec.source !== Source.Report) return done;
+    const why = indexChange(existing, plan.spec);
+    if (why === "none")
+      return needsPublish(existing)
+        ? publish(
+            { ...existing, status: { ...existing.status, vulnerabilities: { before: plan.before } } },
+            log,
+          )
+        : done;
+    let pj: PatchJob;
+    try {
+      pj = await deps.client.updateSpec(existing, plan.spec);
+    } catch (err) {
+      if (isConflict(err)) return requeueAfter(200);
+      throw err;
+    }
+    log.info({ why, generation: pj.metadata.generation }, "index PatchJob spec updated");
+    return publish(
+      {
+        ...pj,
+        status: {
+          ...pj.status,
+          vulnerabilities: { before: plan.before },
+          patchedImage: undefined,
+          platforms: undefined,
+          fixedCVEs: undefined,
+          fixedCVEsTruncated: undefined,
+        },
+      },
+      log,
+      {
+        reason: why,
+        message: `patch the index again (generation ${pj.metadata.generation}): ${why === "DigestChanged" ? "the index digest changed" : "a platform's fixable findings changed"}`,
+      },
+    );
+  }
+
   return async function reconcile(key: string, _signal: AbortSignal, log: Logger): Promise<Result> {
     const [namespace, name] = key.split("/") as [string, string];
     const summary = deps.reports.get(key);
     const existing = deps.patchJobs.get(key);
+
+    if (
+      existing
+        ? isIndexPatchJob(existing) && existing.spec.source === Source.Report
+        : !summary && looksLikeIndexName(name)
+    )
+      return reconcileIndex(namespace, name, log);
 
     // A PatchJob made by hand (kubectl, the API) or by a policy: the controller only queues it.
     if (existing && existing.spec.source !== Source.Report) {
@@ -198,18 +307,24 @@ export function reportReconciler(deps: ReconcilerDeps) {
       case "skip":
         log.debug({ reason: d.reason }, d.message);
         return done;
-      case "leave":
-        return existing && existing.spec.source === Source.Report && needsPublish(existing)
-          ? publish(existing, log)
-          : done;
+      case "leave": {
+        if (!existing || existing.spec.source !== Source.Report || !needsPublish(existing)) return done;
+        const group = groupOf(existing);
+        return group ? groupMember(existing, group, log) : publish(existing, log);
+      }
       case "create": {
         let pj: PatchJob;
         try {
+          const group = grouping && d.spec.image.indexDigest ? patchJobNameForIndex(d.spec.image) : undefined;
           pj = await deps.client.create({
             metadata: {
               name: d.name,
               namespace,
-              labels: { "app.kubernetes.io/managed-by": "vuln-patcher", "vulnpatcher.io/source": "report" },
+              labels: {
+                "app.kubernetes.io/managed-by": "vuln-patcher",
+                "vulnpatcher.io/source": "report",
+                ...(group ? { [INDEX_GROUP_LABEL]: group } : {}),
+              },
             },
             spec: d.spec,
           });
@@ -220,6 +335,8 @@ export function reportReconciler(deps: ReconcilerDeps) {
         }
         log.info({ generation: pj.metadata.generation, updates: d.spec.updates?.length }, "PatchJob created");
         pj = { ...pj, status: { vulnerabilities: { before: d.before } } };
+        const group = groupOf(pj);
+        if (group) return groupMember(pj, group, log);
         // No Event here: the PatchJob's phase and message say it, and an Event per new
         // report is one more apiserver write per report (at 10,000 reports, a third of
         // the controller's writes). Events are for what changes a human's picture:
@@ -252,6 +369,11 @@ export function reportReconciler(deps: ReconcilerDeps) {
             fixedCVEsTruncated: undefined,
           },
         };
+        const group = groupOf(pj);
+        if (group) {
+          deps.events.normal(pj, d.why, `patch again with its index (generation ${pj.metadata.generation})`);
+          return groupMember(pj, group, log);
+        }
         return publish(pj, log, {
           reason: d.why,
           message: `patch again (generation ${pj.metadata.generation}): ${d.why === "DigestChanged" ? "the image digest changed" : "the fixable findings changed"}`,

@@ -17,7 +17,8 @@ const G = { group: GROUP, version: VERSION, plural: PLURAL };
 
 export interface PatchJobClient {
   get(namespace: string, name: string): Promise<PatchJob | undefined>;
-  list(namespace?: string): Promise<PatchJob[]>;
+  /** Every PatchJob in a namespace (all namespaces when undefined), optionally by label selector. */
+  list(namespace?: string, labelSelector?: string): Promise<PatchJob[]>;
   create(pj: { metadata: PatchJob["metadata"]; spec: PatchJobSpec }): Promise<PatchJob>;
   /** Replace the spec (moves metadata.generation); conflicts if `pj` is stale. */
   updateSpec(pj: PatchJob, spec: PatchJobSpec): Promise<PatchJob>;
@@ -38,14 +39,14 @@ export function patchJobClient(kc: KubeConfig): PatchJobClient {
       return (await ignoreNotFound(api.getNamespacedCustomObject({ ...G, namespace, name }))) as
         PatchJob | undefined;
     },
-    async list(namespace) {
+    async list(namespace, labelSelector) {
       const items: PatchJob[] = [];
       let _continue: string | undefined;
       do {
         const page = (
           namespace
-            ? await api.listNamespacedCustomObject({ ...G, namespace, limit: 500, _continue })
-            : await api.listClusterCustomObject({ ...G, limit: 500, _continue })
+            ? await api.listNamespacedCustomObject({ ...G, namespace, labelSelector, limit: 500, _continue })
+            : await api.listClusterCustomObject({ ...G, labelSelector, limit: 500, _continue })
         ) as { items: PatchJob[]; metadata?: { continue?: string } };
         items.push(...page.items);
         _continue = page.metadata?.continue || undefined;

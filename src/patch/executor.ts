@@ -10,6 +10,12 @@ export interface CopaRequest {
   args: (paths: { manifest?: string; vex?: string }) => string[];
   /** The native manifest to hand copa; absent = update-all mode. */
   manifest?: UpdateManifest;
+  /**
+   * A multi-arch patch: one native manifest per platform (file name -> manifest), handed
+   * to copa as a directory (its report-directory mode). The `manifest` path is then the
+   * directory, and there is no VEX document.
+   */
+  manifests?: Record<string, UpdateManifest>;
   /** Hard limit for the whole run (a little longer than copa's own --timeout). */
   timeoutMs: number;
   signal?: AbortSignal;
@@ -45,4 +51,11 @@ export class LineTail {
   text(): string {
     return [...this.#lines, this.#partial].filter((l) => l !== "").join("\n");
   }
+}
+
+/** A manifest file name that cannot leave its directory (keys of CopaRequest.manifests). */
+export function safeFileName(name: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name) || name.includes(".."))
+    throw new Error(`invalid manifest file name ${JSON.stringify(name)}`);
+  return name;
 }

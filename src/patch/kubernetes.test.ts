@@ -19,6 +19,7 @@ import {
   VEX_DIR,
   DOCKER_CONFIG_DIR,
   CERTS_DIR,
+  manifestFiles,
 } from "./kubernetes.ts";
 import { copaArgv } from "./argv.ts";
 import { parseImageRef } from "../api/imageref.ts";
@@ -157,6 +158,27 @@ test("kubernetes executor - update-all mode has no manifest volume and no report
   assert.ok(!c.args!.includes("--report"));
   assert.ok(!c.volumeMounts!.some((m) => m.name === "manifest"));
   assert.ok(!c.env!.some((e) => e.name === "DOCKER_CONFIG"));
+});
+
+test("kubernetes executor - a multi-arch patch mounts one manifest file per platform as copa's report directory, and no VEX", () => {
+  const arm = { ...manifest, metadata: { ...manifest.metadata, config: { arch: "arm64" } } };
+  const req = request({
+    manifest: undefined,
+    manifests: { "linux-amd64.json": manifest, "linux-arm64.json": arm },
+  });
+  const job = buildJob({ kc: undefined as never, image: "copa:1" }, req, "ns");
+  const c = job.spec!.template.spec!.containers[0]!;
+  const i = c.args!.indexOf("--report");
+  assert.equal(c.args![i + 1], MANIFEST_DIR, "the directory, not a file in it");
+  assert.ok(!c.args!.includes("--output"), "no VEX document in report-directory mode");
+  assert.ok(c.volumeMounts!.some((m) => m.name === "manifest" && m.mountPath === MANIFEST_DIR));
+  const files = manifestFiles(req);
+  assert.deepEqual(Object.keys(files).sort(), ["linux-amd64.json", "linux-arm64.json"]);
+  assert.equal(JSON.parse(files["linux-arm64.json"]!).metadata.config.arch, "arm64");
+  assert.throws(
+    () => manifestFiles({ manifests: { "../escape.json": manifest } }),
+    /invalid manifest file name/,
+  );
 });
 
 test("kubernetes executor - a real patch through a Job (kubelet SIMULATED), verified in the registry", async () => {

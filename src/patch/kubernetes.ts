@@ -8,7 +8,7 @@ import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Job, type V1Pod } from "
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CopaRun } from "./outcome.ts";
-import type { CopaRequest, Executor } from "./executor.ts";
+import { safeFileName, type CopaRequest, type Executor } from "./executor.ts";
 import { isConflict, isNotFound, apiMessage } from "../kube/errors.ts";
 import { silentLogger, type Logger } from "../util/log.ts";
 
@@ -49,9 +49,10 @@ export function jobName(id: string): string {
 /** The Job for a copa run (pure: tests check it field by field). */
 export function buildJob(o: KubernetesExecutorOptions, req: CopaRequest, namespace: string): V1Job {
   const name = jobName(req.id);
+  // A multi-arch patch hands copa the ConfigMap's directory, one file per platform.
   const args = req.args({
-    manifest: req.manifest ? `${MANIFEST_DIR}/manifest.json` : undefined,
-    vex: req.manifest ? `${VEX_DIR}/vex.json` : undefined,
+    manifest: req.manifests ? MANIFEST_DIR : req.manifest ? `${MANIFEST_DIR}/manifest.json` : undefined,
+    vex: req.manifest && !req.manifests ? `${VEX_DIR}/vex.json` : undefined,
   });
   const volumes: NonNullable<NonNullable<V1Job["spec"]>["template"]["spec"]>["volumes"] = [
     { name: "out", emptyDir: { sizeLimit: "16Mi" } },
@@ -61,7 +62,7 @@ export function buildJob(o: KubernetesExecutorOptions, req: CopaRequest, namespa
     { name: "out", mountPath: VEX_DIR },
     { name: "tmp", mountPath: "/tmp" },
   ];
-  if (req.manifest) {
+  if (req.manifest || req.manifests) {
     volumes.push({ name: "manifest", configMap: { name } });
     mounts.push({ name: "manifest", mountPath: MANIFEST_DIR, readOnly: true } as (typeof mounts)[number]);
   }
@@ -169,7 +170,7 @@ export function kubernetesExecutor(o: KubernetesExecutorOptions): Executor {
           throw new Error(`cannot create Job ${namespace}/${name}: ${apiMessage(err)}`, { cause: err });
         created = await batch.readNamespacedJob({ namespace, name });
       }
-      if (req.manifest) {
+      if (req.manifest || req.manifests) {
         try {
           await core.createNamespacedConfigMap({
             namespace,
@@ -188,7 +189,7 @@ export function kubernetesExecutor(o: KubernetesExecutorOptions): Executor {
                   },
                 ],
               },
-              data: { "manifest.json": JSON.stringify(req.manifest, null, 2) },
+              data: manifestFiles(req),
             },
           });
         } catch (err) {
@@ -259,4 +260,13 @@ async function finishedPod(core: CoreV1Api, namespace: string, job: string): Pro
   return (
     pods.items.find((p) => p.status?.phase === "Succeeded" || p.status?.phase === "Failed") ?? pods.items[0]
   );
+}
+
+/** The ConfigMap data for a copa run: manifest.json, or one file per platform. */
+export function manifestFiles(req: Pick<CopaRequest, "manifest" | "manifests">): Record<string, string> {
+  if (req.manifests)
+    return Object.fromEntries(
+      Object.entries(req.manifests).map(([f, m]) => [safeFileName(f), JSON.stringify(m, null, 2)]),
+    );
+  return req.manifest ? { "manifest.json": JSON.stringify(req.manifest, null, 2) } : {};
 }

@@ -1,11 +1,11 @@
 // The local executor: copa as a child process (the CLI, the demo and tests).
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CopaRun } from "./outcome.ts";
-import { LineTail, type CopaRequest, type Executor } from "./executor.ts";
+import { LineTail, safeFileName, type CopaRequest, type Executor } from "./executor.ts";
 
 export interface LocalExecutorOptions {
   /** Path of the copa binary. @default "copa" on PATH */
@@ -25,9 +25,15 @@ export function localExecutor(opts: LocalExecutorOptions = {}): Executor {
     async run(req: CopaRequest): Promise<CopaRun> {
       const dir = await mkdtemp(join(tmpdir(), "vuln-patcher-copa-"));
       try {
-        const manifest = req.manifest ? join(dir, "manifest.json") : undefined;
+        let manifest = req.manifest ? join(dir, "manifest.json") : undefined;
         const vex = req.manifest ? join(dir, "vex.json") : undefined;
         if (manifest) await writeFile(manifest, JSON.stringify(req.manifest, null, 2));
+        if (req.manifests) {
+          manifest = join(dir, "reports");
+          await mkdir(manifest);
+          for (const [file, m] of Object.entries(req.manifests))
+            await writeFile(join(manifest, safeFileName(file)), JSON.stringify(m, null, 2));
+        }
         const run = await spawnCopa(opts, req, req.args({ manifest, vex }));
         if (vex) run.vex = await readFile(vex, "utf8").catch(() => undefined);
         return run;

@@ -19,6 +19,16 @@ const cases: Array<{ what: string; out: string; reason: string; transient: boole
     says: /a registry is unreachable: .*failed to push 127\.0\.0\.1:33945/,
   },
   {
+    what: "a multi-arch platform failing, after copa's docker-socket fallback warning (not BuildKit down)",
+    out: [
+      'time="2026-11-29T21:05:14Z" level=warning msg="local descriptor lookup for 127.0.0.1:44437/library/debian:multi-fail-amd64 failed in docker (error: failed to connect to the docker API at unix:///var/run/docker.sock; check if the path is correct and if the daemon is running: dial unix /var/run/docker.sock: connect: no such file or directory), trying remote."',
+      "Error: downloaded package liblzma5 version 5.4.1-1+deb12u2 lower than required 99.0-1 for update",
+    ].join("\n"),
+    reason: "PackageError",
+    transient: false,
+    says: /liblzma5 version 5\.4\.1-1\+deb12u2 lower than required 99\.0-1/,
+  },
+  {
     what: "BuildKit down",
     out: 'Error: listing workers for Build: failed to list workers: Unavailable: connection error: desc = "transport: Error while dialing: dial unix /run/buildkit/buildkitd.sock: connect: no such file or directory"',
     reason: "BuildKitUnreachable",

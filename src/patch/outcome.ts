@@ -118,13 +118,19 @@ export function classifyCopaRun(run: CopaRun, timeoutDesc = "the time limit"): C
   // update-all mode on an image with nothing to upgrade exits 1 (seen with v0.14.2).
   if (NOOP_PATTERNS.some((re) => re.test(text)))
     return { kind: "noop", message: "copa found no package updates" };
+  // copa's own warnings are not why it failed: its docker-socket fallback ("failed to
+  // connect to the docker API ... no such file or directory") would read as BuildKit down.
+  const errors = text
+    .split("\n")
+    .filter((l) => !/level=(warning|info|debug|trace)\b/.test(l))
+    .join("\n");
   for (const f of FAILURES) {
-    const m = f.re.exec(text);
+    const m = f.re.exec(errors);
     if (m)
       return {
         kind: "failed",
         reason: f.reason,
-        message: `${f.hint}: ${lineAround(text, m.index + (m[0].length - m[0].trimStart().length))}`,
+        message: `${f.hint}: ${lineAround(errors, m.index + (m[0].length - m[0].trimStart().length))}`,
         transient: f.transient,
       };
   }
@@ -132,7 +138,7 @@ export function classifyCopaRun(run: CopaRun, timeoutDesc = "the time limit"): C
   return {
     kind: "failed",
     reason: Reason.CopaFailed,
-    message: `copa failed (${why}): ${lastErrorLine(text)}`,
+    message: `copa failed (${why}): ${lastErrorLine(errors || text)}`,
     transient: false,
   };
 }

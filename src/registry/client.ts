@@ -76,7 +76,7 @@ export class RegistryClient {
   async #request(
     ref: Pick<ImageRef, "registry" | "repository">,
     path: string,
-    init: { method?: string; accept?: string } = {},
+    init: { method?: string; accept?: string; body?: Uint8Array; contentType?: string } = {},
   ): Promise<Response> {
     const url = `${this.#base(ref.registry)}/v2/${ref.repository}/${path}`;
     const doFetch = this.#opts.fetch ?? fetch;
@@ -84,6 +84,7 @@ export class RegistryClient {
     for (let attempt = 0; attempt < 2; attempt++) {
       const headers: Record<string, string> = {};
       if (init.accept) headers.accept = init.accept;
+      if (init.contentType) headers["content-type"] = init.contentType;
       const token = this.#tokens.get(key);
       const cred = this.#opts.credentials?.(ref.registry);
       if (token) headers.authorization = `Bearer ${token}`;
@@ -94,6 +95,7 @@ export class RegistryClient {
         res = await doFetch(url, {
           method: init.method ?? "GET",
           headers,
+          ...(init.body ? { body: init.body } : {}),
           redirect: "follow",
           signal: AbortSignal.timeout(this.#opts.timeoutMs ?? 30_000),
         });
@@ -192,6 +194,55 @@ export class RegistryClient {
     if (!inner || isIndex(inner.body))
       throw new PatchError(Reason.ImageNotFound, `${ref.repository}@${d.digest} is not a manifest`);
     return { digest: inner.digest, manifest: inner.body, indexDigest: r.digest };
+  }
+
+  /** A manifest's exact bytes (re-serialising JSON would change its digest). */
+  async manifestBytes(
+    ref: Pick<ImageRef, "registry" | "repository">,
+    digest: string,
+  ): Promise<{ bytes: Uint8Array; mediaType: string }> {
+    const res = await this.#request(ref, `manifests/${digest}`, { accept: ACCEPT });
+    await this.#check(res, ref, `manifest ${digest}`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const got = "sha256:" + createHash("sha256").update(bytes).digest("hex");
+    if (got !== digest)
+      throw new PatchError(Reason.VerificationFailed, `registry ${ref.registry} sent ${got} for ${digest}`);
+    const mediaType =
+      res.headers.get("content-type")?.split(";")[0] ??
+      (JSON.parse(Buffer.from(bytes).toString("utf8")) as { mediaType?: string }).mediaType ??
+      "";
+    return { bytes, mediaType };
+  }
+
+  /** Push a manifest (or index) under a tag or its digest; returns the registry's digest for it. */
+  async putManifest(ref: ImageRef, mediaType: string, bytes: Uint8Array): Promise<string> {
+    const reference = ref.tag ?? ref.digest;
+    if (!reference) throw new Error("putManifest needs a tag or a digest");
+    const res = await this.#request(ref, `manifests/${reference}`, {
+      method: "PUT",
+      contentType: mediaType,
+      body: bytes,
+    });
+    await this.#check(res, ref, `push of manifest ${reference}`);
+    await res.body?.cancel();
+    return "sha256:" + createHash("sha256").update(bytes).digest("hex");
+  }
+
+  /** Make a blob of `from` available in `to` (same registry) without copying it through us. */
+  async mountBlob(
+    to: Pick<ImageRef, "registry" | "repository">,
+    digest: string,
+    from: Pick<ImageRef, "repository">,
+  ): Promise<void> {
+    if (to.repository === from.repository) return;
+    const q = `blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from.repository)}`;
+    const res = await this.#request(to, q, { method: "POST" });
+    await res.body?.cancel();
+    if (res.status === 201) return;
+    throw new PatchError(
+      Reason.RegistryDenied,
+      `registry ${to.registry} did not mount ${digest} from ${from.repository} into ${to.repository} (${res.status})`,
+    );
   }
 
   async blob(ref: Pick<ImageRef, "registry" | "repository">, digest: string): Promise<Readable> {

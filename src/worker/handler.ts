@@ -27,6 +27,8 @@ import type { RegistryClient } from "../registry/client.ts";
 import { PatchError, errorMessage } from "../util/errors.ts";
 import { silentLogger, type Logger } from "../util/log.ts";
 import { patchImage, type PatchImageResult } from "./patch-image.ts";
+import { patchIndex, type PatchIndexResult } from "./patch-index.ts";
+import { PlatformResult } from "../api/patchjob.ts";
 import { planUpdates } from "./plan.ts";
 import { readPackageDB } from "../registry/pkgdb.ts";
 
@@ -75,6 +77,130 @@ export function patchHandler(deps: WorkerDeps) {
       pj = fresh;
     }
     return undefined;
+  }
+
+  /**
+   * Write each platform's PatchJob (the members listed in the index PatchJob's spec),
+   * for the generation the plan came from only: a member that moved on since belongs to
+   * the index PatchJob's next generation.
+   */
+  async function recordMembers(
+    index: PatchJob,
+    log: Logger,
+    make: (platform: string) => ((m: PatchJob) => PatchJobStatus) | undefined,
+  ): Promise<void> {
+    for (const p of index.spec.platforms ?? []) {
+      if (!p.patchJob) continue;
+      const status = make(p.platform);
+      if (!status) continue;
+      const member = await deps.client.get(index.metadata.namespace!, p.patchJob);
+      if (!member || (member.metadata.generation ?? 1) !== (p.generation ?? 1)) continue;
+      const written = await finish(member, (m) => ({ ...status(m), group: index.metadata.name }));
+      if (written?.status?.phase === Phase.Failed)
+        deps.events.warning(
+          written,
+          written.status.reason ?? Reason.CopaFailed,
+          written.status.message ?? "",
+        );
+      log.debug({ member: p.patchJob, phase: written?.status?.phase }, "platform PatchJob recorded");
+    }
+  }
+
+  async function recordIndex(
+    pj: PatchJob,
+    r: PatchIndexResult,
+    log: Logger,
+    outcome: (o: "succeeded" | "noop" | "failed") => void,
+  ): Promise<HandlerResult> {
+    const platforms = r.platforms.map(platformStatus);
+    const byPlatform = new Map(r.platforms.map((o) => [o.platform, o]));
+    const patchedImage = r.indexDigest ? { reference: r.patchedRef, digest: r.indexDigest } : undefined;
+    if (r.kind === "noop") {
+      await finish(pj, (p) => ({ ...markNoOp(p, r.message, { vulnerabilities: counts(p, 0) }), platforms }));
+      await recordMembers(pj, log, () => (m) => markNoOp(m, r.message, { vulnerabilities: counts(m, 0) }));
+      deps.events.normal(pj, "NoOp", r.message);
+      outcome("noop");
+      return ACK;
+    }
+    if (r.kind === "failed") {
+      const reason = r.reason ?? Reason.CopaFailed;
+      await finish(pj, (p) => ({ ...markFailed(p, reason, r.message), platforms }));
+      await recordMembers(pj, log, (platform) => {
+        const o = byPlatform.get(platform);
+        if (!o) return undefined;
+        if (o.result === PlatformResult.Failed) return (m) => markFailed(m, o.reason ?? reason, o.message);
+        if (o.result === PlatformResult.NotPublished)
+          return (m) => markFailed(m, Reason.IndexNotPublished, o.message);
+        return (m) => markNoOp(m, o.message, { vulnerabilities: counts(m, 0) });
+      });
+      deps.events.warning(pj, reason, r.message);
+      log.error(
+        { reason, platforms: platforms.map((p) => `${p.platform}=${p.result}`) },
+        "index patch failed",
+      );
+      outcome("failed");
+      return ACK;
+    }
+    const fixed = r.platforms.reduce((n, o) => n + fixedFindingsOf(o), 0);
+    const cves = r.platforms.flatMap((o) => o.verification?.fixedCVEs ?? []);
+    const partial = r.platforms.some((o) => o.result === PlatformResult.Failed);
+    await finish(pj, (p) => ({
+      ...markSucceeded(
+        p,
+        { patchedImage: patchedImage!, vulnerabilities: counts(p, fixed), fixedCVEs: cves },
+        r.adopted ? Reason.AlreadyPatched : Reason.Patched,
+      ),
+      ...(partial ? { message: r.message.slice(0, 4096) } : {}),
+      platforms,
+    }));
+    await recordMembers(pj, log, (platform) => {
+      const o = byPlatform.get(platform);
+      if (!o) return undefined;
+      if (o.result === PlatformResult.Failed)
+        return (m) =>
+          markFailed(
+            m,
+            o.reason ?? Reason.CopaFailed,
+            `${o.message}; the index was published with this platform's original manifest (publishPartial)`,
+          );
+      if (o.result === PlatformResult.UpToDate)
+        return (m) => ({
+          ...markNoOp(m, o.message, { vulnerabilities: counts(m, 0) }),
+          patchedImage: {
+            ...patchedImage!,
+            shortDigest: patchedImage!.digest.slice(0, 19),
+            platformDigest: o.digest,
+          },
+        });
+      return (m) => ({
+        ...markSucceeded(
+          m,
+          {
+            patchedImage: patchedImage!,
+            vulnerabilities: counts(m, fixedFindingsOf(o)),
+            fixedCVEs: o.verification?.fixedCVEs ?? [],
+          },
+          r.adopted ? Reason.AlreadyPatched : Reason.Patched,
+        ),
+        message: `${platform} patched as ${o.digest} in index ${r.patchedRef}@${r.indexDigest}`,
+        patchedImage: {
+          ...patchedImage!,
+          shortDigest: patchedImage!.digest.slice(0, 19),
+          ...(o.digest ? { platformDigest: o.digest } : {}),
+        },
+      });
+    });
+    const summary = r.platforms.map((o) => `${o.platform} ${o.result}`).join(", ");
+    if (partial) deps.events.warning(pj, "PartiallyPatched", r.message);
+    else
+      deps.events.normal(
+        pj,
+        r.adopted ? Reason.AlreadyPatched : Reason.Patched,
+        `pushed index ${r.patchedRef}@${r.indexDigest}: ${summary}`,
+      );
+    log.info({ digest: r.indexDigest, adopted: r.adopted, platforms: summary }, "index patched");
+    outcome("succeeded");
+    return ACK;
   }
 
   return async function handle(d: Delivery, _signal: AbortSignal): Promise<HandlerResult> {
@@ -184,6 +310,7 @@ export function patchHandler(deps: WorkerDeps) {
     deps.onInFlight?.(1);
     try {
       const result = await run(pj, d, log);
+      if (result.kind === "index") return await recordIndex(pj, result.result, log, outcome);
       if (result.kind === "noop") {
         await finish(pj, (p) => markNoOp(p, result.message, { vulnerabilities: counts(p, 0) }));
         deps.events.normal(pj, "NoOp", result.message);
@@ -263,9 +390,14 @@ export function patchHandler(deps: WorkerDeps) {
         last && pe.transient
           ? `failed after ${pj.status?.attempts ?? 1} attempts: ${pe.message}`
           : pe.message;
-      await finish(pj, (p) =>
-        markFailed(p, last && pe.transient ? Reason.MaxAttemptsExceeded : pe.reason, msg),
-      );
+      const finalReason = last && pe.transient ? Reason.MaxAttemptsExceeded : pe.reason;
+      await finish(pj, (p) => markFailed(p, finalReason, msg));
+      if (pj.spec.platforms?.length)
+        await recordMembers(
+          pj,
+          log,
+          () => (m) => markFailed(m, finalReason, `the index patch failed: ${msg}`),
+        );
       deps.events.warning(pj, pe.reason, msg);
       log.error({ reason: pe.reason, err: pe.message }, "patch failed");
       outcome("failed");
@@ -279,21 +411,48 @@ export function patchHandler(deps: WorkerDeps) {
     pj: PatchJob,
     d: Delivery,
     log: Logger,
-  ): Promise<PatchImageResult | { kind: "planned"; message: string }> {
+  ): Promise<
+    PatchImageResult | { kind: "planned"; message: string } | { kind: "index"; result: PatchIndexResult }
+  > {
     const spec = pj.spec;
     if (!spec.image) throw new PatchError(Reason.InvalidSpec, "spec.image is missing: nothing to patch");
     const image = spec.image;
-    if (image.platform === "all")
-      throw new PatchError(
-        Reason.InvalidSpec,
-        "multi-platform PatchJobs are patched by the index worker path, not supported by this worker version",
-      );
     const source = sourceRef({ image });
     let target;
     try {
       target = targetRef({ image, target: spec.target });
     } catch (err) {
       throw new PatchError(Reason.InvalidSpec, errorMessage(err));
+    }
+    if (image.platform === "all") {
+      if (spec.dryRun)
+        throw new PatchError(
+          Reason.InvalidSpec,
+          "a dry run of a whole index is not supported: plan one platform",
+        );
+      const result = await patchIndex({
+        id: `${pj.metadata.name}-${pj.metadata.generation ?? 1}`,
+        source,
+        target,
+        // No platform list (a PatchJob made by hand for a whole index): every platform, update-all.
+        platforms: spec.platforms?.map((p) => ({ platform: p.platform, updates: p.updates ?? [] })),
+        os: spec.os,
+        buildkitAddr: deps.buildkitAddr,
+        tls: deps.tls,
+        timeout: spec.options?.timeout,
+        ignoreErrors: spec.options?.ignoreErrors,
+        publishPartial: spec.options?.publishPartial,
+        executor: deps.executor,
+        registry: deps.registry,
+        onProgress: (stage, message) => {
+          d.working();
+          log.info({ stage }, message);
+        },
+        onOutput: () => d.working(),
+        namespace: pj.metadata.namespace,
+        owner: { apiVersion: pj.apiVersion, kind: pj.kind, name: pj.metadata.name, uid: pj.metadata.uid! },
+      });
+      return { kind: "index", result };
     }
     if (spec.dryRun) {
       const src = await deps.registry.manifestFor(source, image.platform);
@@ -329,6 +488,21 @@ export function patchHandler(deps: WorkerDeps) {
       owner: { apiVersion: pj.apiVersion, kind: pj.kind, name: pj.metadata.name, uid: pj.metadata.uid! },
     });
   }
+}
+
+/** One platform's result as the index PatchJob's status records it. */
+function platformStatus(o: PatchIndexResult["platforms"][number]) {
+  return {
+    platform: o.platform,
+    result: o.result,
+    sourceDigest: o.sourceDigest,
+    ...(o.digest ? { digest: o.digest } : {}),
+    message: o.message.slice(0, 1024),
+  };
+}
+
+function fixedFindingsOf(o: PatchIndexResult["platforms"][number]): number {
+  return (o.verification?.fixed ?? []).reduce((n, u) => n + Math.max(1, u.vulnerabilityIDs?.length ?? 0), 0);
 }
 
 /** Before/after counts: before from the controller's status (or the spec), after from what was fixed. */

@@ -59,7 +59,7 @@ export type PatchImageResult =
     })
   | (Common & { kind: "noop"; message: string });
 
-function layersExtend(base: Descriptor[], top: Descriptor[]): boolean {
+export function layersExtend(base: Descriptor[], top: Descriptor[]): boolean {
   return top.length > base.length && base.every((l, i) => top[i]?.digest === l.digest);
 }
 
@@ -197,7 +197,7 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
 }
 
 /** In update-all mode there is no plan: what changed is what was fixed. */
-function updateAllVerification(v: Verification, plan: Plan | undefined): Verification {
+export function updateAllVerification(v: Verification, plan: Plan | undefined): Verification {
   if (plan) return v;
   return {
     ...v,

@@ -29,6 +29,7 @@ const SETS: Record<string, string[]> = {
   "air-gapped": ["-f", join(VALUES, "air-gapped.yaml")],
   "tls-off": ["-f", join(VALUES, "tls-off.yaml")],
   "multi-replica": ["-f", join(VALUES, "multi-replica.yaml")],
+  "multi-arch": ["-f", join(VALUES, "multi-arch.yaml")],
 };
 
 type Doc = {
@@ -116,6 +117,27 @@ test("chart - what each value set renders", async () => {
   assert.ok(
     !find(off, "Deployment", "-worker")!.spec.template.spec.containers[0].args.some((a: string) =>
       a.startsWith("--buildkit-tls"),
+    ),
+  );
+
+  assert.equal(
+    find(def, "Deployment", "-buildkit")!.spec.template.spec.initContainers,
+    undefined,
+    "no binfmt registration by default",
+  );
+  assert.ok(
+    !find(def, "Deployment", "-controller")!.spec.template.spec.containers[0].args.includes(
+      "--publish-partial",
+    ),
+  );
+  const arch = await render("multi-arch");
+  const init = find(arch, "Deployment", "-buildkit")!.spec.template.spec.initContainers;
+  assert.equal(init?.length, 1);
+  assert.deepEqual(init[0].args, ["--install", "arm64,arm/v7"]);
+  assert.equal(init[0].securityContext.privileged, true);
+  assert.ok(
+    find(arch, "Deployment", "-controller")!.spec.template.spec.containers[0].args.includes(
+      "--publish-partial",
     ),
   );
 

@@ -20,6 +20,10 @@ export interface HonestReportInput {
   /** The image's installed packages (from its dpkg status). */
   installed: Map<string, string>;
   debianVersion?: string;
+  /** @default linux/amd64 */
+  platform?: string;
+  /** For one platform of a multi-arch index. */
+  indexDigest?: string;
 }
 
 export async function honestReport(i: HonestReportInput): Promise<Record<string, unknown>> {
@@ -34,7 +38,7 @@ export async function honestReport(i: HonestReportInput): Promise<Record<string,
     u.vulnerabilityIDs.map((id) => ({
       cve: id,
       packageName: u.name,
-      purl: `pkg:deb/debian/${u.name}@${u.installedVersion}?arch=amd64&distro=debian-${version}`,
+      purl: `pkg:deb/debian/${u.name}@${u.installedVersion}?arch=${(i.platform ?? "linux/amd64").split("/")[1]}&distro=debian-${version}`,
       installedVersion: u.installedVersion,
       fixedVersions: [u.fixedVersion],
       severity: "UNKNOWN",
@@ -59,8 +63,9 @@ export async function honestReport(i: HonestReportInput): Promise<Record<string,
       registryURI: i.registryURI,
       repository: i.repository,
       tag: i.tag,
-      platform: "linux/amd64",
+      platform: i.platform ?? "linux/amd64",
       digest: i.digest,
+      ...(i.indexDigest ? { indexDigest: i.indexDigest } : {}),
     },
     report: {
       summary: { critical: 0, high: 0, medium: 0, low: 0, unknown: vulnerabilities.length, suppressed: 0 },
@@ -82,11 +87,12 @@ export async function honestReportForImage(
   name: string,
   namespace = "default",
   tag?: string,
+  platform = "linux/amd64",
 ): Promise<Record<string, unknown>> {
   const registry = new RegistryClient();
   const image = parseImageRef(imageRef);
   const ref = tag ? { ...image, tag, digest: undefined } : image;
-  const src = await registry.manifestFor(ref);
+  const src = await registry.manifestFor(ref, platform);
   if (!src) throw new Error(`${imageRef} not found`);
   const db = await readPackageDB(registry, ref, src.manifest.layers, { debianVersion: true });
   return honestReport({
@@ -98,6 +104,8 @@ export async function honestReportForImage(
     digest: src.digest,
     installed: db.packages,
     debianVersion: db.debianVersion,
+    platform,
+    ...(src.indexDigest ? { indexDigest: src.indexDigest } : {}),
   });
 }
 

@@ -88,13 +88,13 @@ export async function pushVariant(
   return sha(body);
 }
 
-/** Another tag for the same manifest (same digest). */
+/** Another tag for the same manifest or index (same digest). */
 export async function retag(registry: string, repo: string, srcTag: string, dstTag: string): Promise<void> {
   const base = `http://${registry}/v2/${repo}`;
   const res = await fetch(`${base}/manifests/${srcTag}`, {
     headers: {
       accept:
-        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json",
     },
   });
   const type = res.headers.get("content-type")!;

@@ -1,0 +1,232 @@
+// Multi-arch, end to end: sbomscanner's one report per platform of an index -> the
+// controller groups them into one index PatchJob -> NATS -> the worker patches every
+// platform in one copa run (arm64 under QEMU) -> one `<tag>-patched` index with the
+// source's platforms -> each platform's PatchJob names the index digest it ended in.
+// And when one platform fails: nothing under the tag, that platform's PatchJob Failed
+// with the reason, the other not Succeeded on its own. Real components throughout.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { setup, freePort, goBinary, REPO_ROOT, type Env } from "../env/index.ts";
+import { installAllCRDs } from "../env/crds.ts";
+import { honestReportForImage } from "../env/honest-report.ts";
+import { reportsApi } from "../env/kube.ts";
+import { startCli, localWorkerArgs, type CliProcess } from "../env/cli.ts";
+import { waitForPhase, getPatchJob } from "../env/patchjobs.ts";
+import { retag } from "../env/variants.ts";
+import { securityPackages } from "../env/debian.ts";
+import { parseImageRef } from "../../src/api/imageref.ts";
+import { patchJobNameForIndex } from "../../src/api/group.ts";
+import { RegistryClient, isIndex } from "../../src/registry/client.ts";
+import { readPackageDB } from "../../src/registry/pkgdb.ts";
+import { renderIndexSummary, type IndexSummary } from "../../src/cli/patch.ts";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+const NS = "default";
+const run = promisify(execFile);
+let env: Env;
+let controller: CliProcess;
+let worker: CliProcess;
+const registry = new RegistryClient();
+
+before(async () => {
+  env = await setup({ buildkit: true, multiArch: true });
+  await installAllCRDs(env.kubeConfig());
+  const [cport, wport] = [await freePort(), await freePort()];
+  controller = await startCli(
+    [
+      "controller",
+      "--kubeconfig",
+      env.kubeconfig,
+      "--nats-url",
+      env.natsURL,
+      "--listen",
+      `127.0.0.1:${cport}`,
+    ],
+    { logDir: env.dir, name: "controller", listenPort: cport },
+  );
+  worker = await startCli(
+    [...localWorkerArgs(env), "--listen", `127.0.0.1:${wport}`, "--patch-timeout", "20m"],
+    {
+      logDir: env.dir,
+      name: "worker",
+      listenPort: wport,
+    },
+  );
+});
+
+after(async () => {
+  await worker?.stop();
+  await controller?.stop();
+  await env?.stop();
+});
+
+type Report = Record<string, unknown> & { metadata: { name: string } };
+
+/** sbomscanner's report for one platform of the test index under `tag`. */
+async function platformReport(tag: string, arch: string, name: string): Promise<Report> {
+  return (await honestReportForImage(env.multiArch!.ref, name, NS, tag, `linux/${arch}`)) as Report;
+}
+
+function platformsOf(body: unknown): Map<string, string> {
+  assert.ok(body && isIndex(body as never), "an index");
+  return new Map(
+    (
+      body as { manifests: Array<{ digest: string; platform?: { os: string; architecture: string } }> }
+    ).manifests
+      .filter((m) => m.platform && m.platform.os !== "unknown")
+      .map((m) => [`${m.platform!.os}/${m.platform!.architecture}`, m.digest]),
+  );
+}
+
+test("multi-arch pipeline - two platform reports -> one patched index; each platform's PatchJob names it", async () => {
+  const kc = env.kubeConfig();
+  const idx = env.multiArch!;
+  const tag = parseImageRef(idx.ref).tag!;
+  const reports = reportsApi(kc);
+  const t0 = performance.now();
+  for (const arch of ["amd64", "arm64"])
+    await reports.create(await platformReport(tag, arch, `multi-${arch}`));
+
+  const group = patchJobNameForIndex({ registryURI: env.registryHost, repository: "library/debian", tag });
+  const index = await waitForPhase(kc, NS, group, ["Succeeded", "Failed", "NoOp"], 1_200_000);
+  const seconds = (performance.now() - t0) / 1000;
+  assert.equal(index.status?.phase, "Succeeded", index.status?.message);
+  assert.equal(index.spec.image?.platform, "all");
+  assert.deepEqual(
+    index.spec.platforms?.map((p) => p.platform),
+    ["linux/amd64", "linux/arm64"],
+  );
+
+  const ref = parseImageRef(index.status!.patchedImage!.reference!);
+  assert.equal(ref.tag, `${tag}-patched`);
+  const published = await registry.resolve(ref);
+  assert.equal(
+    published?.digest,
+    index.status!.patchedImage!.digest,
+    "the index digest recorded is the one served",
+  );
+  const platforms = platformsOf(published!.body);
+  assert.deepEqual(
+    [...platforms.keys()].sort(),
+    idx.platforms.map((p) => `${p.os}/${p.architecture}`).sort(),
+  );
+
+  const sec = await securityPackages();
+  for (const arch of ["amd64", "arm64"]) {
+    const member = await getPatchJob(kc, NS, `multi-${arch}`);
+    assert.equal(member.status?.phase, "Succeeded", `${arch}: ${member.status?.message}`);
+    assert.equal(member.status?.group, group);
+    assert.equal(member.status?.patchedImage?.digest, published!.digest, `${arch} names the index digest`);
+    assert.equal(member.status?.patchedImage?.platformDigest, platforms.get(`linux/${arch}`));
+    assert.ok((member.status?.fixedCVEs ?? []).length > 0, `${arch} lists the CVEs it fixed`);
+    // The platform's image in the index really holds the fixed versions.
+    const m = await registry.manifestFor(
+      { ...ref, tag: undefined, digest: published!.digest },
+      `linux/${arch}`,
+    );
+    const db = await readPackageDB(registry, ref, m!.manifest.layers);
+    for (const name of ["liblzma5", "libpcre2-8-0", "perl-base"])
+      assert.equal(db.packages.get(name), sec.get(name)!.version, `${arch} ${name}`);
+  }
+  process.stderr.write(`# two platform reports -> patched index Succeeded in ${seconds.toFixed(1)} s\n`);
+});
+
+test("multi-arch pipeline - one platform fails: no index under the tag, that platform Failed with the reason, the other not Succeeded", async () => {
+  const kc = env.kubeConfig();
+  const tag = "bookworm-vuln-multi-b";
+  await retag(env.registryHost, "library/debian", parseImageRef(env.multiArch!.ref).tag!, tag);
+  const reports = reportsApi(kc);
+  await reports.create(await platformReport(tag, "amd64", "multi-b-amd64"));
+  // arm64's scan claims a liblzma5 fix that does not exist: copa fails on that platform only.
+  const arm = await platformReport(tag, "arm64", "multi-b-arm64");
+  const vulns = (arm.report as { results: Array<{ vulnerabilities: Array<Record<string, unknown>> }> })
+    .results[0]!.vulnerabilities;
+  for (const v of vulns) if (v.packageName === "liblzma5") v.fixedVersions = ["99.0-1"];
+  await reports.create(arm);
+
+  const group = patchJobNameForIndex({ registryURI: env.registryHost, repository: "library/debian", tag });
+  const index = await waitForPhase(kc, NS, group, ["Succeeded", "Failed", "NoOp"], 1_200_000);
+  assert.equal(index.status?.phase, "Failed", index.status?.message);
+  assert.match(index.status?.message ?? "", /linux\/arm64 failed/);
+  const armPj = await waitForPhase(kc, NS, "multi-b-arm64", ["Succeeded", "Failed", "NoOp"], 60_000);
+  assert.equal(armPj.status?.phase, "Failed");
+  assert.notEqual(armPj.status?.reason, "IndexNotPublished", "arm64 has its own reason");
+  assert.match(armPj.status?.message ?? "", /linux\/arm64/);
+  const amdPj = await waitForPhase(kc, NS, "multi-b-amd64", ["Succeeded", "Failed", "NoOp"], 60_000);
+  assert.equal(amdPj.status?.phase, "Failed", "amd64 is not reported Succeeded on its own");
+  assert.equal(amdPj.status?.reason, "IndexNotPublished");
+  assert.equal(
+    await registry.resolve(parseImageRef(`${env.registryHost}/library/debian:${tag}-patched`)),
+    undefined,
+    "no index pushed under the tag",
+  );
+});
+
+test("multi-arch pipeline - a single-arch image still yields a single manifest and no index PatchJob", async () => {
+  const kc = env.kubeConfig();
+  const report = await honestReportForImage(env.images!.vulnerable, "single", NS);
+  assert.equal((report.imageMetadata as { indexDigest?: string }).indexDigest, undefined);
+  await reportsApi(kc).create(report);
+  const pj = await waitForPhase(kc, NS, "single", ["Succeeded", "Failed", "NoOp"], 600_000);
+  assert.equal(pj.status?.phase, "Succeeded", pj.status?.message);
+  assert.equal(pj.status?.group, undefined);
+  const r = await registry.resolve(parseImageRef(pj.status!.patchedImage!.reference!));
+  assert.ok(r && !isIndex(r.body), "a single manifest");
+  assert.equal(r.digest, pj.status!.patchedImage!.digest);
+});
+
+test("multi-arch pipeline - `patch -i <index> -r <amd64> -r <arm64>` prints a per-platform before/after table", async () => {
+  const dir = env.dir;
+  const tag = parseImageRef(env.multiArch!.ref).tag!;
+  const files: string[] = [];
+  for (const arch of ["amd64", "arm64"]) {
+    const f = join(dir, `cli-${arch}.json`);
+    await writeFile(f, JSON.stringify(await platformReport(tag, arch, `cli-${arch}`)));
+    files.push("-r", f);
+  }
+  const r = await run(
+    process.execPath,
+    [
+      join(REPO_ROOT, "dist", "src", "cli", "main.js"),
+      "patch",
+      "-i",
+      env.multiArch!.ref,
+      ...files,
+      "-a",
+      env.buildkitAddr,
+      "--copa",
+      goBinary("copa"),
+      "-t",
+      `${tag}-cli`,
+      "--timeout",
+      "20m",
+      "--json",
+    ],
+    { cwd: REPO_ROOT, timeout: 1_500_000, maxBuffer: 16 * 1024 * 1024 },
+  );
+  const s = JSON.parse(r.stdout) as IndexSummary;
+  assert.equal(s.result, "patched", s.message);
+  assert.deepEqual(
+    s.platforms.map((p) => [p.platform, p.result]),
+    [
+      ["linux/amd64", "Patched"],
+      ["linux/arm64", "Patched"],
+    ],
+  );
+  for (const p of s.platforms) {
+    assert.ok(
+      p.fixableBefore! > 0 && p.fixed === p.fixableBefore,
+      `${p.platform}: ${p.fixed}/${p.fixableBefore}`,
+    );
+    assert.ok(p.packagesUpdated >= 3);
+  }
+  const published = await registry.resolve(parseImageRef(`${env.registryHost}/library/debian:${tag}-cli`));
+  assert.equal(published?.digest, s.digest);
+  // The same table for humans.
+  const table = renderIndexSummary(s);
+  assert.match(table, /^PLATFORM\s+RESULT\s+FIXABLE BEFORE\s+FIXED\s+PACKAGES\s+DIGEST$/m);
+  assert.match(table, /^linux\/arm64\s+Patched\s+\d+\s+\d+\s+\d+\s+sha256:/m);
+});
