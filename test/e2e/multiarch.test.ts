@@ -4,6 +4,10 @@
 // source's platforms -> each platform's PatchJob names the index digest it ended in.
 // And when one platform fails: nothing under the tag, that platform's PatchJob Failed
 // with the reason, the other not Succeeded on its own. Real components throughout.
+//
+// The engine (patchIndex) cases live here too, not in a file of their own beside
+// src/worker/patch-index.ts: one environment means one BuildKit cache, so the platforms
+// the pipeline patched first are cache hits for them (an emulated arm64 patch is ~65 s).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { setup, freePort, goBinary, REPO_ROOT, type Env } from "../env/index.ts";
@@ -18,6 +22,9 @@ import { parseImageRef } from "../../src/api/imageref.ts";
 import { patchJobNameForIndex } from "../../src/api/group.ts";
 import { RegistryClient, isIndex } from "../../src/registry/client.ts";
 import { readPackageDB } from "../../src/registry/pkgdb.ts";
+import { localExecutor } from "../../src/patch/local.ts";
+import { patchIndex, type PatchIndexInput } from "../../src/worker/patch-index.ts";
+import type { PackageUpdate } from "../../src/api/patchjob.ts";
 import { renderIndexSummary, type IndexSummary } from "../../src/cli/patch.ts";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -25,6 +32,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 const NS = "default";
+const FIXED = ["liblzma5", "libpcre2-8-0", "perl-base"];
 const run = promisify(execFile);
 let env: Env;
 let controller: CliProcess;
@@ -44,17 +52,16 @@ before(async () => {
       env.natsURL,
       "--listen",
       `127.0.0.1:${cport}`,
+      "--patch-timeout",
+      "20m",
     ],
     { logDir: env.dir, name: "controller", listenPort: cport },
   );
-  worker = await startCli(
-    [...localWorkerArgs(env), "--listen", `127.0.0.1:${wport}`, "--patch-timeout", "20m"],
-    {
-      logDir: env.dir,
-      name: "worker",
-      listenPort: wport,
-    },
-  );
+  worker = await startCli([...localWorkerArgs(env), "--listen", `127.0.0.1:${wport}`], {
+    logDir: env.dir,
+    name: "worker",
+    listenPort: wport,
+  });
 });
 
 after(async () => {
@@ -128,10 +135,82 @@ test("multi-arch pipeline - two platform reports -> one patched index; each plat
       `linux/${arch}`,
     );
     const db = await readPackageDB(registry, ref, m!.manifest.layers);
-    for (const name of ["liblzma5", "libpcre2-8-0", "perl-base"])
-      assert.equal(db.packages.get(name), sec.get(name)!.version, `${arch} ${name}`);
+    for (const name of FIXED) assert.equal(db.packages.get(name), sec.get(name)!.version, `${arch} ${name}`);
   }
   process.stderr.write(`# two platform reports -> patched index Succeeded in ${seconds.toFixed(1)} s\n`);
+});
+
+/** A platform's updates as its report lists them: installed versions read from that platform's image. */
+async function updatesFor(arch: string, override?: Record<string, string>): Promise<PackageUpdate[]> {
+  const sec = await securityPackages();
+  const ref = parseImageRef(env.multiArch!.ref);
+  const m = await registry.manifestFor(ref, `linux/${arch}`);
+  const db = await readPackageDB(registry, ref, m!.manifest.layers);
+  return FIXED.map((name) => ({
+    name,
+    installedVersion: db.packages.get(name)!,
+    fixedVersion: override?.[name] ?? sec.get(name)!.version,
+    vulnerabilityIDs: [`TEST-${name}`],
+  }));
+}
+
+function engineInput(
+  tag: string,
+  platforms: PatchIndexInput["platforms"],
+  extra: Partial<PatchIndexInput> = {},
+): PatchIndexInput {
+  const idx = env.multiArch!;
+  return {
+    id: `engine-${tag}`,
+    source: { ...parseImageRef(idx.ref), digest: idx.digest },
+    target: parseImageRef(`${env.registryHost}/library/debian:${tag}`),
+    platforms,
+    os: { type: "debian", version: "12" },
+    buildkitAddr: env.buildkitAddr,
+    timeout: "20m",
+    executor: localExecutor({ copaPath: goBinary("copa") }),
+    registry,
+    ...extra,
+  };
+}
+
+test("multi-arch engine - the index the pipeline published is adopted by the same request (a redelivery): no copa run", async () => {
+  const tag = parseImageRef(env.multiArch!.ref).tag!;
+  const published = await registry.resolve(
+    parseImageRef(`${env.registryHost}/library/debian:${tag}-patched`),
+  );
+  assert.ok(published, "the pipeline test published the index");
+  let copaRuns = 0;
+  const local = localExecutor({ copaPath: goBinary("copa") });
+  const r = await patchIndex(
+    engineInput(
+      `${tag}-patched`,
+      [
+        { platform: "linux/amd64", updates: await updatesFor("amd64") },
+        { platform: "linux/arm64", updates: await updatesFor("arm64") },
+      ],
+      { executor: { kind: "local", run: (req) => (copaRuns++, local.run(req)) } },
+    ),
+  );
+  assert.equal(r.kind, "patched", r.message);
+  assert.equal(r.adopted, true);
+  assert.equal(r.indexDigest, published.digest);
+  assert.equal(copaRuns, 0);
+});
+
+test("multi-arch engine - a report for amd64 only: arm64 keeps its original manifest digest", async () => {
+  const idx = env.multiArch!;
+  const r = await patchIndex(
+    engineInput("multi-amd64-only", [{ platform: "linux/amd64", updates: await updatesFor("amd64") }]),
+  );
+  assert.equal(r.kind, "patched", r.message);
+  const published = platformsOf(
+    (await registry.resolve(parseImageRef(`${env.registryHost}/library/debian:multi-amd64-only`)))!.body,
+  );
+  assert.deepEqual([...published.keys()].sort(), ["linux/amd64", "linux/arm64"]);
+  assert.notEqual(published.get("linux/amd64"), idx.platforms[0]!.digest, "amd64 patched");
+  assert.equal(published.get("linux/arm64"), idx.platforms[1]!.digest, "arm64: the source's manifest");
+  assert.equal(r.platforms.find((p) => p.platform === "linux/arm64")?.result, "Unchanged");
 });
 
 test("multi-arch pipeline - one platform fails: no index under the tag, that platform Failed with the reason, the other not Succeeded", async () => {
@@ -153,7 +232,7 @@ test("multi-arch pipeline - one platform fails: no index under the tag, that pla
   assert.match(index.status?.message ?? "", /linux\/arm64 failed/);
   const armPj = await waitForPhase(kc, NS, "multi-b-arm64", ["Succeeded", "Failed", "NoOp"], 60_000);
   assert.equal(armPj.status?.phase, "Failed");
-  assert.notEqual(armPj.status?.reason, "IndexNotPublished", "arm64 has its own reason");
+  assert.equal(armPj.status?.reason, "PackageError", "arm64 has its own reason");
   assert.match(armPj.status?.message ?? "", /linux\/arm64/);
   const amdPj = await waitForPhase(kc, NS, "multi-b-amd64", ["Succeeded", "Failed", "NoOp"], 60_000);
   assert.equal(amdPj.status?.phase, "Failed", "amd64 is not reported Succeeded on its own");
@@ -163,6 +242,32 @@ test("multi-arch pipeline - one platform fails: no index under the tag, that pla
     undefined,
     "no index pushed under the tag",
   );
+});
+
+test("multi-arch engine - one platform fails with publishPartial: the index holds amd64 patched and arm64's original manifest", async () => {
+  const idx = env.multiArch!;
+  const r = await patchIndex(
+    engineInput(
+      "multi-partial",
+      [
+        { platform: "linux/amd64", updates: await updatesFor("amd64") },
+        { platform: "linux/arm64", updates: await updatesFor("arm64", { liblzma5: "99.0-1" }) },
+      ],
+      { publishPartial: true },
+    ),
+  );
+  assert.equal(r.kind, "patched", r.message);
+  const arm = r.platforms.find((p) => p.platform === "linux/arm64")!;
+  assert.equal(arm.result, "Failed");
+  assert.equal(arm.reason, "PackageError", arm.message);
+  const ref = parseImageRef(`${env.registryHost}/library/debian:multi-partial`);
+  const published = await registry.resolve(ref);
+  assert.equal(published?.digest, r.indexDigest);
+  const platforms = platformsOf(published!.body);
+  assert.deepEqual([...platforms.keys()].sort(), ["linux/amd64", "linux/arm64"]);
+  assert.equal(platforms.get("linux/arm64"), idx.platforms[1]!.digest, "arm64 unchanged");
+  assert.equal(platforms.get("linux/amd64"), r.platforms.find((p) => p.platform === "linux/amd64")?.digest);
+  assert.notEqual(platforms.get("linux/amd64"), idx.platforms[0]!.digest, "amd64 patched");
 });
 
 test("multi-arch pipeline - a single-arch image still yields a single manifest and no index PatchJob", async () => {
@@ -178,11 +283,12 @@ test("multi-arch pipeline - a single-arch image still yields a single manifest a
   assert.equal(r.digest, pj.status!.patchedImage!.digest);
 });
 
-test("multi-arch pipeline - `patch -i <index> -r <amd64> -r <arm64>` prints a per-platform before/after table", async () => {
+test("multi-arch pipeline - `patch -i <index> -r <amd64 report>` prints a per-platform before/after table", async () => {
   const dir = env.dir;
   const tag = parseImageRef(env.multiArch!.ref).tag!;
   const files: string[] = [];
-  for (const arch of ["amd64", "arm64"]) {
+  // amd64's report only (arm64 was patched under emulation above; here it keeps its manifest).
+  for (const arch of ["amd64"]) {
     const f = join(dir, `cli-${arch}.json`);
     await writeFile(f, JSON.stringify(await platformReport(tag, arch, `cli-${arch}`)));
     files.push("-r", f);
@@ -228,5 +334,6 @@ test("multi-arch pipeline - `patch -i <index> -r <amd64> -r <arm64>` prints a pe
   // The same table for humans.
   const table = renderIndexSummary(s);
   assert.match(table, /^PLATFORM\s+RESULT\s+FIXABLE BEFORE\s+FIXED\s+PACKAGES\s+DIGEST$/m);
-  assert.match(table, /^linux\/arm64\s+Patched\s+\d+\s+\d+\s+\d+\s+sha256:/m);
+  assert.match(table, /^linux\/amd64\s+Patched\s+\d+\s+\d+\s+\d+\s+sha256:/m);
+  assert.match(table, /^linux\/arm64\s+Unchanged\s+-\s+0\s+0\s+sha256:/m);
 });
