@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { patchJobCRD, type SchemaNode } from "./crd.ts";
+import { patchJobCRD, patchPolicyCRD, type SchemaNode } from "./crd.ts";
+import { fullPatchPolicy } from "../../test/fixtures/patchpolicy-full.ts";
+import { Mode, SEVERITIES, compilePolicy } from "./policy.ts";
 import { GROUP, KIND, PLURAL, Phase, VERSION } from "./patchjob.ts";
 import { fullPatchJob } from "../../test/fixtures/patchjob-full.ts";
 
@@ -56,4 +58,31 @@ test("crd - the schema and the TypeScript types declare the same fields", () => 
 test("crd - the phase enum is exactly the Phase constants", () => {
   const status = patchJobCRD().spec.versions[0]!.schema.openAPIV3Schema.properties!.status!;
   assert.deepEqual([...(status.properties!.phase!.enum as string[])].sort(), Object.values(Phase).sort());
+});
+
+test("crd - PatchPolicy: the schema and the TypeScript types declare the same fields; enums agree", () => {
+  const schema = patchPolicyCRD().spec.versions[0]!.schema.openAPIV3Schema;
+  const inSchema = new Set(schemaPaths(schema).filter((p) => p.startsWith("spec") || p.startsWith("status")));
+  const inTypes = new Set(
+    valuePaths({ spec: fullPatchPolicy.spec, status: fullPatchPolicy.status }).filter(
+      (p) => !p.startsWith("spec.selector.reportLabels.matchLabels."), // a map: its keys are data
+    ),
+  );
+  assert.deepEqual(
+    [...inSchema].filter((p) => !inTypes.has(p)),
+    [],
+    "in the CRD but not in the types",
+  );
+  assert.deepEqual(
+    [...inTypes].filter((p) => !inSchema.has(p)),
+    [],
+    "in the types but not in the CRD",
+  );
+  const spec = schema.properties!.spec!;
+  assert.deepEqual(spec.properties!.mode!.enum, Object.values(Mode));
+  assert.deepEqual(spec.properties!.selector!.properties!.minSeverity!.enum, [...SEVERITIES]);
+  // The example itself is a valid policy (but for setting both target forms, which the CRD refuses).
+  const { tagTemplate: _t, ...target } = fullPatchPolicy.spec.target;
+  const r = compilePolicy({ ...fullPatchPolicy, spec: { ...fullPatchPolicy.spec, target } }, "vuln-patcher");
+  assert.ok(r.ok, r.ok ? "" : r.problems.join("; "));
 });

@@ -22,6 +22,7 @@ export function projectRoot(): string {
 }
 
 export const PATCHJOB_CRD_FILE = "patchjobs.vulnpatcher.io.yaml";
+export const PATCHPOLICY_CRD_FILE = "patchpolicies.vulnpatcher.io.yaml";
 
 export interface CRDObject {
   apiVersion: string;
@@ -53,4 +54,15 @@ export function patchJobCRD(): CRDObject {
   const [crd] = loadCRDFile(join(projectRoot(), "charts", "vuln-patcher", "crds", PATCHJOB_CRD_FILE));
   if (!crd) throw new Error(`no CRD in ${PATCHJOB_CRD_FILE}`);
   return crd;
+}
+
+export function patchPolicyCRD(): CRDObject {
+  const [crd] = loadCRDFile(join(projectRoot(), "charts", "vuln-patcher", "crds", PATCHPOLICY_CRD_FILE));
+  if (!crd) throw new Error(`no CRD in ${PATCHPOLICY_CRD_FILE}`);
+  return crd;
+}
+
+/** Every CRD the chart ships. */
+export function ourCRDs(): CRDObject[] {
+  return [patchJobCRD(), patchPolicyCRD()];
 }

@@ -14,6 +14,7 @@ import {
 } from "./patchjob.ts";
 import type { ImageMetadata, ObjectMeta, VulnerabilityReport } from "./report.ts";
 import { patchJobSpecProblems } from "./schema.ts";
+import { SEVERITIES, severityRank, type Severity } from "./policy.ts";
 
 /**
  * What a decision needs of a report: its identity, its image and the result of
@@ -21,23 +22,50 @@ import { patchJobSpecProblems } from "./schema.ts";
  * controller's cache keeps these, never reports.
  */
 export interface ReportFacts {
-  metadata: Pick<ObjectMeta, "name" | "namespace" | "uid" | "resourceVersion" | "deletionTimestamp">;
+  metadata: Pick<ObjectMeta, "name" | "namespace" | "uid" | "resourceVersion" | "deletionTimestamp"> & {
+    labels?: Record<string, string>;
+  };
   imageMetadata: ImageMetadata;
   conversion: ConversionResult;
+  /** Highest severity among the findings VEX did not suppress, and among the fixable ones. */
+  severity: { any?: Severity; fixable?: Severity };
+  /** Unsuppressed findings per severity. */
+  bySeverity: Partial<Record<Severity, number>>;
 }
 
 export function reportFacts(report: VulnerabilityReport): ReportFacts {
   const m = report.metadata;
+  const conversion = convertReport(report);
+  const fixable = new Set(
+    conversion.ok ? conversion.value.findings.map((f) => `${f.packageName}\n${f.cve}`) : [],
+  );
+  const severity: ReportFacts["severity"] = {};
+  const bySeverity: ReportFacts["bySeverity"] = {};
+  for (const r of report.report.results ?? [])
+    for (const v of r.vulnerabilities ?? []) {
+      if (v.suppressed) continue;
+      const sev = SEVERITIES[severityRank(v.severity)]!;
+      bySeverity[sev] = (bySeverity[sev] ?? 0) + 1;
+      if (severity.any === undefined || severityRank(sev) > severityRank(severity.any)) severity.any = sev;
+      if (
+        fixable.has(`${v.packageName}\n${v.cve}`) &&
+        (severity.fixable === undefined || severityRank(sev) > severityRank(severity.fixable))
+      )
+        severity.fixable = sev;
+    }
   return {
     metadata: {
       name: m.name,
       namespace: m.namespace,
       uid: m.uid,
       resourceVersion: m.resourceVersion,
+      ...(m.labels && Object.keys(m.labels).length ? { labels: m.labels } : {}),
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
     },
     imageMetadata: report.imageMetadata,
-    conversion: convertReport(report),
+    conversion,
+    severity,
+    bySeverity,
   };
 }
 
@@ -48,6 +76,13 @@ export interface DecideSettings {
   timeout?: string;
   /** @default false */
   ignoreErrors?: boolean;
+  /** The PatchPolicy chosen for the report (none: the controller's settings alone). */
+  policy?: {
+    name: string;
+    namespace: string;
+    dryRun?: boolean;
+    target?: { reference?: string; tagSuffix?: string };
+  };
 }
 
 export const SkipReason = {
@@ -78,7 +113,7 @@ export type Decision =
       name: string;
       spec: ReportPatchSpec;
       before: VulnerabilityCounts["before"];
-      why: "DigestChanged" | "FindingsChanged";
+      why: "DigestChanged" | "FindingsChanged" | "PolicyChanged";
     }
   | { action: "leave"; name: string; reason: LeaveReason; message: string }
   | { action: "skip"; reason: SkipReason; message: string }
@@ -117,8 +152,12 @@ export function specFromReport(
       fixedVersion: u.fixedVersion,
       vulnerabilityIDs: [...new Set(cves.get(u.name) ?? [u.vulnerabilityID])].sort(),
     })),
-    target: { tagSuffix: settings.tagSuffix ?? DEFAULT_TAG_SUFFIX },
+    target: settings.policy?.target ?? { tagSuffix: settings.tagSuffix ?? DEFAULT_TAG_SUFFIX },
     options: { ignoreErrors: settings.ignoreErrors ?? false, timeout: settings.timeout ?? DEFAULT_TIMEOUT },
+    ...(settings.policy
+      ? { policyRef: { name: settings.policy.name, namespace: settings.policy.namespace } }
+      : {}),
+    ...(settings.policy?.dryRun ? { dryRun: true } : {}),
   };
 }
 
@@ -185,6 +224,14 @@ export function decideFacts(
     return { action: "update", name, spec, before, why: "DigestChanged" };
   if (existing.spec.findingsHash !== spec.findingsHash)
     return { action: "update", name, spec, before, why: "FindingsChanged" };
+  // Another policy, or the same switched between DryRun and patching. (Not the target:
+  // a {{date}} template renders a new tag every day, and that alone is no reason to patch.)
+  if (
+    (existing.spec.policyRef?.name ?? "") !== (spec.policyRef?.name ?? "") ||
+    (existing.spec.policyRef?.namespace ?? "") !== (spec.policyRef?.namespace ?? "") ||
+    !!existing.spec.dryRun !== !!spec.dryRun
+  )
+    return { action: "update", name, spec, before, why: "PolicyChanged" };
   return {
     action: "leave",
     name,

@@ -140,6 +140,7 @@ export function indexPlan(members: PatchJob[], settings: GroupSettings = {}): In
         platform: "all",
       },
       source: Source.Report,
+      ...(first.spec.policyRef ? { policyRef: first.spec.policyRef } : {}),
       ...(first.spec.os ? { os: first.spec.os } : {}),
       findingsHash: "sha256:" + hash.digest("hex"),
       platforms,

@@ -8,3 +8,5 @@ export * from "./naming.ts";
 export * from "./imageref.ts";
 export * from "./schema.ts";
 export * from "./group.ts";
+export * from "./policy.ts";
+export * from "./cron.ts";

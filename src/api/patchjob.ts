@@ -65,6 +65,12 @@ export const Reason = {
   MaxAttemptsExceeded: "MaxAttemptsExceeded",
   ReportDeleted: "ReportDeleted",
   ReportPresent: "ReportPresent",
+  /** Cancelled through the API before a worker started it. */
+  Cancelled: "Cancelled",
+  /** Waiting: the policy's maxInFlight is reached. */
+  PolicyLimit: "PolicyLimit",
+  /** Waiting: outside the policy's time window. */
+  OutsideWindow: "OutsideWindow",
   /** A platform's PatchJob handed to its index's PatchJob. */
   Grouped: "Grouped",
   /** A platform's patch was fine but the index was not published (another platform failed). */
@@ -152,7 +158,7 @@ export interface PatchJobSpec {
   image?: ImageSpec;
   source: Source;
   reportRef?: ReportRef;
-  policyRef?: { name: string };
+  policyRef?: { name: string; namespace?: string };
   os?: { type: string; version: string };
   findingsHash?: string;
   updates?: PackageUpdate[];
@@ -186,6 +192,8 @@ export interface PatchJobStatus {
   vulnerabilities?: VulnerabilityCounts;
   fixedCVEs?: string[];
   fixedCVEsTruncated?: boolean;
+  /** A dry run (phase Planned): the updates that would be made, with the CVEs each fixes. */
+  plannedUpdates?: PackageUpdate[];
   vexConfigMap?: string;
   conditions?: Condition[];
 }

@@ -4,6 +4,8 @@ import { newLogger } from "../util/log.ts";
 import { loadKubeConfig } from "../kube/config.ts";
 import { connectNats } from "../queue/nats.ts";
 import { startController } from "../controller/manager.ts";
+import { startApi } from "../server/api.ts";
+import { kubeAuthenticator } from "../server/auth.ts";
 import { shutdownSignal } from "./signals.ts";
 import { DEFAULT_TAG_SUFFIX, DEFAULT_TIMEOUT } from "../api/patchjob.ts";
 import { parseDuration } from "../util/duration.ts";
@@ -18,6 +20,8 @@ publishes it to NATS JetStream.
   --nats-url URL               default $NATS_URL, else nats://127.0.0.1:4222
   --nats-user, --nats-password default $NATS_USER, $NATS_PASSWORD
   --namespaces a,b             namespaces to watch (default $WATCH_NAMESPACES, else all)
+  --policy-namespace NS        the controller's namespace: a PatchPolicy here with allNamespaces
+                               applies everywhere (default $POD_NAMESPACE, else default)
   --tag-suffix S               patched tag suffix (default ${DEFAULT_TAG_SUFFIX})
   --patch-timeout D            copa time limit per patch (default ${DEFAULT_TIMEOUT})
   --ignore-errors              let copa continue past packages it cannot update
@@ -28,6 +32,8 @@ publishes it to NATS JetStream.
   --leader-elect=false         run without leader election (default on)
   --leader-election-namespace  default $POD_NAMESPACE, else default
   --listen HOST:PORT           /healthz, /readyz, /metrics (default :8080)
+  --api                        also serve the HTTP API and the web UI on --listen (every
+                               replica serves; see 'vuln-patcher server --help')
   --log-level LEVEL            default info`;
 
 export async function controllerCommand(argv: string[]): Promise<number> {
@@ -37,6 +43,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     "nats-user": { type: "string" },
     "nats-password": { type: "string" },
     namespaces: { type: "string" },
+    "policy-namespace": { type: "string" },
     "tag-suffix": { type: "string" },
     "patch-timeout": { type: "string" },
     "ignore-errors": { type: "boolean" },
@@ -48,6 +55,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     "leader-election-id": { type: "string" },
     "lease-duration": { type: "string" },
     listen: { type: "string" },
+    api: { type: "boolean" },
     "log-level": { type: "string" },
   });
   if (v.help) {
@@ -71,7 +79,11 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     pass: flagOrEnv(v["nats-password"], process.env.NATS_PASSWORD),
     log,
   });
+  const api = v.api
+    ? await startApi({ kc, auth: kubeAuthenticator(kc), log: log.child({ component: "api" }) })
+    : undefined;
   const ctl = await startController({
+    routes: api?.routes,
     kc,
     nc,
     namespaces: (flagOrEnv(v.namespaces, process.env.WATCH_NAMESPACES) ?? "")
@@ -84,6 +96,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
       ignoreErrors: !!v["ignore-errors"],
       publishPartial: !!v["publish-partial"],
     },
+    policyNamespace: flagOrEnv(v["policy-namespace"], process.env.POD_NAMESPACE, "default")!,
     resyncMs: durationFlag("resync", v.resync, "5m"),
     concurrency: intFlag("concurrency", v.concurrency, 4, 1),
     leaderElection: {
@@ -104,6 +117,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
   ]);
   await ctl.stop();
+  await api?.stop();
   await nc.drain().catch(() => {});
   log.info("controller stopped");
   return 0;

@@ -22,6 +22,10 @@ const commands: Record<string, Command> = {
     summary: "patch one image now (copa on BuildKit) and print a before/after summary",
     run: async (a) => (await import("./patch.ts")).patchCommand(a),
   },
+  server: {
+    summary: "serve the HTTP API and the web UI (Kubernetes tokens, RBAC-checked)",
+    run: async (a) => (await import("./server.ts")).serverCommand(a),
+  },
   demo: {
     summary: "run the whole pipeline on local real components and show the result",
     run: async (a) => (await import("./demo.ts")).demoCommand(a),

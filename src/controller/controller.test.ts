@@ -222,6 +222,7 @@ test("controller - the platform reports of one index: one index PatchJob queued 
       const members = pjs.filter((p) => p.metadata.name.startsWith("multi-"));
       return idx?.status?.phase === "Queued" &&
         idx.spec.platforms?.length === 2 &&
+        idx.status.vulnerabilities?.before?.total === 12 &&
         members.length === 2 &&
         members.every((m) => m.status?.reason === "Grouped" && m.status.group === group)
         ? { idx, members }

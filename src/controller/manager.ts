@@ -29,10 +29,12 @@ import { eventRecorder } from "../kube/events.ts";
 import { patchJobClient } from "../kube/patchjobs.ts";
 import { isConflict } from "../kube/errors.ts";
 import { JetStreamPublisher, type Publisher } from "../queue/publisher.ts";
-import { startHttpServer, type RunningServer } from "../server/http.ts";
+import { startHttpServer, type Route, type RunningServer } from "../server/http.ts";
 import { silentLogger, type Logger } from "../util/log.ts";
 import { errorMessage } from "../util/errors.ts";
 import { reportReconciler } from "./reconcile.ts";
+import { PolicySet, runSchedules, writePolicyStatuses } from "./policies.ts";
+import { POLICY_PLURAL, type PatchPolicy, type ReportFacts } from "../api/index.ts";
 import { summarizeReport, type ReportSummary } from "./summary.ts";
 
 export interface ControllerOptions {
@@ -63,6 +65,17 @@ export interface ControllerOptions {
   log?: Logger;
   /** For tests: a publisher other than JetStream. */
   publisher?: Publisher;
+  /**
+   * The controller's own namespace: a PatchPolicy here with allNamespaces applies to
+   * every namespace (the chart's default policy lives here). @default "default"
+   */
+  policyNamespace?: string;
+  /** For tests: the time Scheduled policies and windows see. @default the real clock */
+  clock?: () => Date;
+  /** How often policy statuses are brought up to date. @default 15_000 */
+  policyStatusIntervalMs?: number;
+  /** More routes on the listen address (the API and UI with --api). */
+  routes?: Route[];
 }
 
 export interface RunningController {
@@ -145,6 +158,8 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
   const client = patchJobClient(o.kc);
   const settings = o.settings ?? {};
 
+  const policyNamespace = o.policyNamespace ?? "default";
+  const clock = o.clock ?? (() => new Date());
   let reports: Informer<ReportSummary>[] = [];
   let patchJobs: Informer<PatchJob>[] = [];
   let synced = false;
@@ -200,6 +215,41 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
           log,
         }),
     );
+    // Policies: those of the watched namespaces, and the controller's own (global ones).
+    const policyNamespaces =
+      namespaces[0] === undefined ? [undefined] : [...new Set([...namespaces, policyNamespace])];
+    const policyInformers = policyNamespaces.map(
+      (ns) =>
+        new Informer<PatchPolicy>({
+          name: `patchpolicies${ns ? `/${ns}` : ""}`,
+          kc: o.kc,
+          list: listOf(GROUP, VERSION, POLICY_PLURAL, ns),
+          watchPath: pathOf(GROUP, VERSION, POLICY_PLURAL, ns),
+          transform: (raw: RawObject) => raw as unknown as PatchPolicy,
+          resourceVersion: (p) => p.metadata.resourceVersion,
+          resyncMs: o.resyncMs,
+          log,
+        }),
+    );
+    const policyStore = mergedStore(policyInformers);
+    const policies = new PolicySet(policyStore, policyNamespace, clock);
+    const reportFacts = function* (): Iterable<[string, ReportFacts]> {
+      for (const r of mergedStore(reports).values())
+        if (r.facts) yield [`${r.facts.metadata.namespace}/${r.facts.metadata.name}`, r.facts];
+    };
+    // A policy changed: every report may have another policy now. A status-only update
+    // (ours, every few seconds) changes no decision: only the compiled set is refreshed.
+    const repolicy = () => {
+      policies.invalidate();
+      for (const [k] of reportFacts()) queue.add(k);
+    };
+    for (const i of policyInformers)
+      i.on({
+        add: repolicy,
+        delete: repolicy,
+        update: (_k, obj, old) =>
+          obj.metadata.generation !== old.metadata.generation ? repolicy() : policies.invalidate(),
+      });
     const enqueue = {
       add: (k: string) => queue.add(k),
       update: (k: string) => queue.add(k),
@@ -210,10 +260,10 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     for (const i of patchJobs) i.on(enqueue);
     const reportStore = mergedStore(reports);
     pjStore = mergedStore(patchJobs);
-    // PatchJobs first (what already exists), then reports: reconciles start as the first
-    // page of reports arrives, so listing and reconciling overlap instead of adding up.
-    const running = patchJobs.map((i) => i.run(signal));
-    await Promise.all(patchJobs.map((i) => i.waitForSync(signal))).catch(() => {});
+    // Policies and PatchJobs first (what already exists), then reports: reconciles start
+    // as the first page of reports arrives, so listing and reconciling overlap.
+    const running = [...policyInformers, ...patchJobs].map((i) => i.run(signal));
+    await Promise.all([...policyInformers, ...patchJobs].map((i) => i.waitForSync(signal))).catch(() => {});
     if (signal.aborted) {
       await Promise.all(running);
       return;
@@ -236,6 +286,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       publisher,
       events,
       settings,
+      policies,
       enqueue: (k) => queue.add(k),
       onPublishFailure: () => m.publishFailures.inc(),
       onPublished: (dup) => m.published.inc({ duplicate: String(dup) }),
@@ -264,7 +315,35 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       o.staleQueuedMs ?? 300_000,
       log,
     );
-    await Promise.all([runner, sweeper, ...running]);
+    const papi = o.kc.makeApiClient(CustomObjectsApi);
+    const scheduler = runSchedules({
+      policies,
+      store: policyStore,
+      reports: reportFacts,
+      enqueue: (k) => queue.add(k),
+      api: papi,
+      clock,
+      started: clock(),
+      intervalMs: 1_000,
+      signal,
+      log,
+    });
+    const statusWriter = (async () => {
+      while (!signal.aborted) {
+        await sleep(o.policyStatusIntervalMs ?? 15_000, undefined, { signal }).catch(() => {});
+        if (signal.aborted || !reportsSynced()) continue;
+        await writePolicyStatuses({
+          policies,
+          store: policyStore,
+          reports: reportFacts,
+          patchJobs: pjStore!,
+          api: papi,
+          clock,
+          log,
+        }).catch((err: unknown) => log.warn({ err: errorMessage(err) }, "policy statuses not written"));
+      }
+    })();
+    await Promise.all([runner, sweeper, scheduler, statusWriter, ...running]);
     synced = false;
     m.leader.set(0);
   };
@@ -316,6 +395,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         registry,
         healthy: () => elector?.check() ?? true,
         ready: () => !leading || synced,
+        routes: o.routes,
       })
     : undefined;
   return {

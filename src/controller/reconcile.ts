@@ -26,8 +26,11 @@ import {
   isIndexPatchJob,
   looksLikeIndexName,
   markGrouped,
+  markPlanned,
+  describePlan,
   patchJobNameForIndex,
 } from "../api/index.ts";
+import type { PolicySet } from "./policies.ts";
 import { done, requeueAfter, type Result } from "../kube/controller.ts";
 import { isConflict } from "../kube/errors.ts";
 import type { EventRecorder } from "../kube/events.ts";
@@ -52,6 +55,8 @@ export interface ReconcilerDeps {
       /** Patch the platforms of a multi-arch index together, as one index. @default true */
       groupIndexes?: boolean;
     };
+  /** PatchPolicies: which reports are patched, how and when. */
+  policies?: PolicySet;
   /** Queue another key (an index PatchJob's, when one of its platforms changed). */
   enqueue?: (key: string) => void;
   /** Called on publish failures (metrics). */
@@ -67,6 +72,25 @@ export function reportReconciler(deps: ReconcilerDeps) {
     event?: { reason: string; message: string },
   ): Promise<Result> {
     const generation = pj.metadata.generation ?? 1;
+    const gate = deps.policies?.gate(pj, deps.patchJobs);
+    if (gate) {
+      // Not yet (the policy's maxInFlight, or outside its window): say so once, look again later.
+      if (pj.status?.reason !== gate.reason || pj.status.observedGeneration !== generation) {
+        await deps.client
+          .updateStatus(pj, {
+            ...pj.status,
+            phase: Phase.Pending,
+            reason: gate.reason,
+            message: gate.message,
+            observedGeneration: generation,
+          })
+          .catch((err: unknown) => {
+            if (!isConflict(err)) throw err;
+          });
+        log.info({ reason: gate.reason }, gate.message);
+      }
+      return requeueAfter(gate.retryMs);
+    }
     try {
       const r = await deps.publisher.publish({
         namespace: pj.metadata.namespace!,
@@ -166,7 +190,32 @@ export function reportReconciler(deps: ReconcilerDeps) {
 
   const grouping = deps.settings.groupIndexes ?? true;
   const groupOf = (pj: PatchJob) =>
-    grouping && isIndexMember(pj) ? patchJobNameForIndex(pj.spec.image!) : undefined;
+    grouping && isIndexMember(pj) && !pj.spec.dryRun ? patchJobNameForIndex(pj.spec.image!) : undefined;
+
+  /** A DryRun policy's PatchJob: Planned from the report's own plan, no message, nothing runs. */
+  async function recordPlanned(pj: PatchJob, log: Logger): Promise<Result> {
+    const updates = pj.spec.updates ?? [];
+    const message = `dry run (policy ${pj.spec.policyRef?.name ?? "?"}): ${describePlan(updates)}`;
+    try {
+      await deps.client.updateStatus(pj, { ...markPlanned(pj, message), plannedUpdates: updates });
+    } catch (err) {
+      if (isConflict(err)) return requeueAfter(200);
+      throw err;
+    }
+    log.info({ updates: updates.length }, "dry run planned");
+    return done;
+  }
+
+  /** Publish, hand to the index, or plan: what a report's PatchJob needs now. */
+  function advance(pj: PatchJob, log: Logger, event?: { reason: string; message: string }): Promise<Result> {
+    if (pj.spec.dryRun && pj.spec.source === Source.Report) return recordPlanned(pj, log);
+    const group = groupOf(pj);
+    if (group) {
+      if (event) deps.events.normal(pj, event.reason, event.message);
+      return groupMember(pj, group, log);
+    }
+    return publish(pj, log, event);
+  }
 
   /** A platform's PatchJob is not queued itself: it waits for its index PatchJob, which is. */
   async function groupMember(pj: PatchJob, group: string, log: Logger): Promise<Result> {
@@ -215,13 +264,26 @@ export function reportReconciler(deps: ReconcilerDeps) {
     }
     if (existing.spec.source !== Source.Report) return done;
     const why = indexChange(existing, plan.spec);
-    if (why === "none")
-      return needsPublish(existing)
-        ? publish(
-            { ...existing, status: { ...existing.status, vulnerabilities: { before: plan.before } } },
-            log,
-          )
-        : done;
+    if (why === "none") {
+      if (needsPublish(existing))
+        return publish(
+          { ...existing, status: { ...existing.status, vulnerabilities: { before: plan.before } } },
+          log,
+        );
+      // A member's counts arrived after the index was queued (its status is written after
+      // it is created): keep the sum true.
+      const before = existing.status?.vulnerabilities?.before;
+      if (before?.total !== plan.before.total || before?.fixable !== plan.before.fixable)
+        await deps.client
+          .updateStatus(existing, {
+            ...existing.status,
+            vulnerabilities: { ...existing.status?.vulnerabilities, before: plan.before },
+          })
+          .catch((err: unknown) => {
+            if (!isConflict(err)) throw err;
+          });
+      return done;
+    }
     let pj: PatchJob;
     try {
       pj = await deps.client.updateSpec(existing, plan.spec);
@@ -293,8 +355,22 @@ export function reportReconciler(deps: ReconcilerDeps) {
       return done;
     }
     if (summary.deleting) return done;
+    let settings = deps.settings;
+    if (summary.facts && deps.policies) {
+      const v = deps.policies.verdict(key, summary.facts);
+      if (v.kind !== "patch") {
+        // No policy, a Disabled one, or a Scheduled one between runs: nothing new happens;
+        // a PatchJob that exists stays as it is.
+        log.debug(
+          { policy: v.kind === "none" ? undefined : v.policy.name, verdict: v.kind },
+          "no patch decision for this report now",
+        );
+        return done;
+      }
+      settings = { ...deps.settings, policy: v.settings };
+    }
     const d: Decision = summary.facts
-      ? decideFacts(summary.facts, existing, deps.settings)
+      ? decideFacts(summary.facts, existing, settings)
       : {
           action: "invalid",
           name,
@@ -309,8 +385,7 @@ export function reportReconciler(deps: ReconcilerDeps) {
         return done;
       case "leave": {
         if (!existing || existing.spec.source !== Source.Report || !needsPublish(existing)) return done;
-        const group = groupOf(existing);
-        return group ? groupMember(existing, group, log) : publish(existing, log);
+        return advance(existing, log);
       }
       case "create": {
         let pj: PatchJob;
@@ -335,13 +410,11 @@ export function reportReconciler(deps: ReconcilerDeps) {
         }
         log.info({ generation: pj.metadata.generation, updates: d.spec.updates?.length }, "PatchJob created");
         pj = { ...pj, status: { vulnerabilities: { before: d.before } } };
-        const group = groupOf(pj);
-        if (group) return groupMember(pj, group, log);
         // No Event here: the PatchJob's phase and message say it, and an Event per new
         // report is one more apiserver write per report (at 10,000 reports, a third of
         // the controller's writes). Events are for what changes a human's picture:
         // re-patches, failures, invalid reports, results.
-        return publish(pj, log);
+        return advance(pj, log);
       }
       case "update": {
         let pj: PatchJob | undefined;
@@ -367,16 +440,17 @@ export function reportReconciler(deps: ReconcilerDeps) {
             patchedImage: undefined,
             fixedCVEs: undefined,
             fixedCVEsTruncated: undefined,
+            plannedUpdates: undefined,
           },
         };
-        const group = groupOf(pj);
-        if (group) {
-          deps.events.normal(pj, d.why, `patch again with its index (generation ${pj.metadata.generation})`);
-          return groupMember(pj, group, log);
-        }
-        return publish(pj, log, {
+        const why = {
+          DigestChanged: "the image digest changed",
+          FindingsChanged: "the fixable findings changed",
+          PolicyChanged: "its policy changed",
+        }[d.why];
+        return advance(pj, log, {
           reason: d.why,
-          message: `patch again (generation ${pj.metadata.generation}): ${d.why === "DigestChanged" ? "the image digest changed" : "the fixable findings changed"}`,
+          message: `${pj.spec.dryRun ? "plan" : "patch"} again (generation ${pj.metadata.generation}): ${why}`,
         });
       }
     }

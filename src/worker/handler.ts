@@ -28,7 +28,8 @@ import { PatchError, errorMessage } from "../util/errors.ts";
 import { silentLogger, type Logger } from "../util/log.ts";
 import { patchImage, type PatchImageResult } from "./patch-image.ts";
 import { patchIndex, type PatchIndexResult } from "./patch-index.ts";
-import { PlatformResult } from "../api/patchjob.ts";
+import { PlatformResult, type PackageUpdate } from "../api/patchjob.ts";
+import { describePlan } from "../api/policy.ts";
 import { planUpdates } from "./plan.ts";
 import { readPackageDB } from "../registry/pkgdb.ts";
 
@@ -319,7 +320,7 @@ export function patchHandler(deps: WorkerDeps) {
         return ACK;
       }
       if (result.kind === "planned") {
-        await finish(pj, (p) => markPlanned(p, result.message));
+        await finish(pj, (p) => ({ ...markPlanned(p, result.message), plannedUpdates: result.updates }));
         outcome("succeeded");
         return ACK;
       }
@@ -412,7 +413,9 @@ export function patchHandler(deps: WorkerDeps) {
     d: Delivery,
     log: Logger,
   ): Promise<
-    PatchImageResult | { kind: "planned"; message: string } | { kind: "index"; result: PatchIndexResult }
+    | PatchImageResult
+    | { kind: "planned"; message: string; updates: PackageUpdate[] }
+    | { kind: "index"; result: PatchIndexResult }
   > {
     const spec = pj.spec;
     if (!spec.image) throw new PatchError(Reason.InvalidSpec, "spec.image is missing: nothing to patch");
@@ -462,7 +465,8 @@ export function patchHandler(deps: WorkerDeps) {
       const plan = planUpdates(spec.updates ?? [], db, spec.os?.type);
       return {
         kind: "planned",
-        message: `dry run: ${plan.needed.length} updates needed (${plan.needed.map((u) => u.name).join(", ") || "none"}), ${plan.satisfied.length} already satisfied`,
+        message: `dry run: ${describePlan(plan.needed)}; ${plan.satisfied.length} already in the image`,
+        updates: plan.needed,
       };
     }
     const updates = spec.updates?.length ? spec.updates : undefined;

@@ -170,7 +170,12 @@ test("worker - a dry run plans without patching", async () => {
   );
   const pj = await waitForPhase(kc, NS, "dry", ["Planned", "Failed"]);
   assert.equal(pj.status?.phase, "Planned");
-  assert.match(pj.status?.message ?? "", /3 updates needed/);
+  assert.match(pj.status?.message ?? "", /dry run: would update 3 packages/);
+  assert.deepEqual(
+    pj.status?.plannedUpdates?.map((u) => u.name),
+    updates.map((u) => u.name),
+    "the plan: each update with its versions and CVEs",
+  );
   assert.equal(
     await registry.resolve(parseImageRef(`${env.registryHost}/library/debian:bookworm-vuln-dry`)),
     undefined,

@@ -11,6 +11,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
+import { defaultPolicy } from "../../src/api/policy.ts";
 import { setup, goBinary, ensureGoTools, REPO_ROOT, freePort, type Env } from "../env/index.ts";
 import { createNamespace, reportsApi } from "../env/kube.ts";
 import { honestReportForImage } from "../env/honest-report.ts";
@@ -75,6 +76,14 @@ test("chart - values.schema.json rejects nonsense", async () => {
 test("chart - what each value set renders", async () => {
   const def = await render("default");
   assert.ok(find(def, "CustomResourceDefinition", "patchjobs.vulnpatcher.io"));
+  assert.ok(find(def, "CustomResourceDefinition", "patchpolicies.vulnpatcher.io"));
+  const policy = find(def, "PatchPolicy", "default")!;
+  assert.equal(policy.metadata.namespace, NS);
+  assert.deepEqual(
+    policy.spec,
+    defaultPolicy(NS).spec,
+    "the chart's default policy is the one the code documents",
+  );
   assert.equal(find(def, "Deployment", "-controller")?.spec.replicas, 2);
   const worker = find(def, "Deployment", "-worker")!;
   const args: string[] = worker.spec.template.spec.containers[0].args;
@@ -222,6 +231,7 @@ test("chart - rendered manifests pass a server-side dry run; the controller and 
     "wait",
     "--for=condition=Established",
     "crd/patchjobs.vulnpatcher.io",
+    "crd/patchpolicies.vulnpatcher.io",
     "crd/vulnerabilityreports.storage.sbomscanner.kubewarden.io",
   ]);
   for (const set of Object.keys(SETS)) {
@@ -241,6 +251,10 @@ test("chart - rendered manifests pass a server-side dry run; the controller and 
     ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(d.kind),
   );
   await kubectl(["apply", "--server-side", "-f", "-"], rbac.map((d) => JSON.stringify(d)).join("\n"));
+  // And the chart's default PatchPolicy: without a policy nothing is patched.
+  const policies = (await render("default")).filter((d) => d.kind === "PatchPolicy");
+  assert.equal(policies.length, 1);
+  await kubectl(["apply", "--server-side", "-f", "-"], policies.map((d) => JSON.stringify(d)).join("\n"));
   const ctlKc = await serviceAccountKubeconfig(env, "vp-vuln-patcher-controller");
   const wrkKc = await serviceAccountKubeconfig(env, "vp-vuln-patcher-worker");
   const apps = "apps";
@@ -254,6 +268,8 @@ test("chart - rendered manifests pass a server-side dry run; the controller and 
       "--nats-url",
       env.natsURL,
       "--leader-election-namespace",
+      NS,
+      "--policy-namespace",
       NS,
       "--listen",
       `127.0.0.1:${cport}`,
@@ -321,6 +337,16 @@ test("chart - rendered manifests pass a server-side dry run; the controller and 
         metadata: { name: "x" },
         spec: { template: { spec: { restartPolicy: "Never", containers: [{ name: "c", image: "x" }] } } },
       },
+    }),
+  );
+  await denied(
+    "controller changes a PatchPolicy (it only writes their status)",
+    asCtl.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: "vulnpatcher.io",
+      version: "v1alpha1",
+      plural: "patchpolicies",
+      namespace: apps,
+      body: { apiVersion: "vulnpatcher.io/v1alpha1", kind: "PatchPolicy", metadata: { name: "x" }, spec: {} },
     }),
   );
   await denied(

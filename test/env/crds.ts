@@ -1,7 +1,10 @@
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { installCRDs } from "../../src/kube/crds.ts";
-import { loadCRDFile, patchJobCRD } from "../../src/api/crd.ts";
+import { CustomObjectsApi } from "@kubernetes/client-node";
+import { loadCRDFile, ourCRDs } from "../../src/api/crd.ts";
+import { defaultPolicy, POLICY_PLURAL } from "../../src/api/policy.ts";
+import { isConflict } from "../../src/kube/errors.ts";
 import { REPO_ROOT } from "./tools.ts";
 
 /** sbomscanner's VulnerabilityReport test CRD (a real install serves the kind from its own API server). */
@@ -10,7 +13,27 @@ export function sbomscannerCRDs() {
   return [...loadCRDFile(join(dir, "storage.sbomscanner.kubewarden.io_vulnerabilityreports.yaml"))];
 }
 
-/** Our PatchJob CRD from the chart, plus the sbomscanner test CRD. */
-export async function installAllCRDs(kc: KubeConfig): Promise<void> {
-  await installCRDs(kc, [patchJobCRD(), ...sbomscannerCRDs()]);
+/**
+ * Our CRDs from the chart, plus the sbomscanner test CRD; and, as the chart does, the
+ * default PatchPolicy (patch every fixable report) in the controller's namespace,
+ * "default" here (pass `defaultPolicy: false` to start with no policy).
+ */
+export async function installAllCRDs(
+  kc: KubeConfig,
+  o: { defaultPolicy?: boolean; namespace?: string } = {},
+): Promise<void> {
+  await installCRDs(kc, [...ourCRDs(), ...sbomscannerCRDs()]);
+  if (o.defaultPolicy === false) return;
+  const p = defaultPolicy(o.namespace ?? "default");
+  try {
+    await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: "vulnpatcher.io",
+      version: "v1alpha1",
+      plural: POLICY_PLURAL,
+      namespace: p.metadata.namespace!,
+      body: p,
+    });
+  } catch (err) {
+    if (!isConflict(err)) throw err;
+  }
 }

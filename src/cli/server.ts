@@ -1,0 +1,48 @@
+// vuln-patcher server: the HTTP API and the web UI on their own (the controller serves
+// them too with --api). Needs a kubeconfig whose identity may create TokenReviews and
+// SubjectAccessReviews, read PatchJobs and reports, and create and update PatchJobs.
+import { parse } from "./args.ts";
+import { newLogger } from "../util/log.ts";
+import { loadKubeConfig } from "../kube/config.ts";
+import { shutdownSignal } from "./signals.ts";
+import { startHttpServer } from "../server/http.ts";
+import { startApi } from "../server/api.ts";
+import { kubeAuthenticator } from "../server/auth.ts";
+
+export const serverUsage = `Usage: vuln-patcher server [flags]
+
+Serves the HTTP API (/api/v1/..., /openapi.json) and the web UI (/). Callers authenticate
+with a Kubernetes bearer token; each call is authorized by a SubjectAccessReview.
+
+  --kubeconfig PATH      default $KUBECONFIG, else in-cluster
+  --listen HOST:PORT     default 127.0.0.1:8090 (the API and UI, /healthz, /readyz)
+  --log-level LEVEL      default info`;
+
+export async function serverCommand(argv: string[]): Promise<number> {
+  const { values: v } = parse(argv, {
+    kubeconfig: { type: "string" },
+    listen: { type: "string" },
+    "log-level": { type: "string" },
+  });
+  if (v.help) {
+    process.stdout.write(serverUsage + "\n");
+    return 0;
+  }
+  const log = newLogger("server", v["log-level"]);
+  const kc = loadKubeConfig(v.kubeconfig);
+  const signal = shutdownSignal();
+  const api = await startApi({ kc, auth: kubeAuthenticator(kc), log });
+  let synced = false;
+  void api.synced.then(() => (synced = true));
+  const http = await startHttpServer({
+    listen: v.listen ?? "127.0.0.1:8090",
+    routes: api.routes,
+    ready: () => synced,
+  });
+  log.info({ url: http.url }, "API and UI serving");
+  process.stderr.write(`vuln-patcher UI: ${http.url}/\n`);
+  await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+  await http.close();
+  await api.stop();
+  return 0;
+}
