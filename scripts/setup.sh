@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(etcd-server nats-server docker-registry runc debootstrap umoci skopeo xz-utils openssl ca-certificates util-linux apache2-utils qemu-user-static)
+APT_PACKAGES=(etcd-server nats-server docker-registry runc debootstrap umoci skopeo xz-utils openssl ca-certificates util-linux apache2-utils qemu-user-static chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

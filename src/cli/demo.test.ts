@@ -20,6 +20,11 @@ test("demo - runs to the end, prints the before/after table and leaves no proces
       env: { ...process.env, LOG_LEVEL: "error" },
     },
   );
+  assert.match(
+    stdout,
+    /web UI: http:\/\/127\.0\.0\.1:\d+\/ {2}\(token to paste: cat \S+ui-token; namespace default\)/,
+  );
+  assert.doesNotMatch(stdout, /eyJ[A-Za-z0-9_-]{10,}/, "the token itself is never printed");
   for (const step of ["report seen", "PatchJob queued", "patching: copa on BuildKit", "pushed", "verified"])
     assert.match(stdout, new RegExp(step), step);
   assert.match(stdout, /PACKAGE\s+CVE\s+INSTALLED\s+FIXED IN\s+NOW\s+STATUS/);

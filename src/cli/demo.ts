@@ -22,6 +22,11 @@ import { shutdownSignal } from "./signals.ts";
 import { keepDevEnv, prepareDevDir } from "./dev.ts";
 import { renderTable } from "./patch.ts";
 import { compareDpkg } from "../api/version.ts";
+import { startApi } from "../server/api.ts";
+import { kubeAuthenticator } from "../server/auth.ts";
+import { CoreV1Api, RbacAuthorizationV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 
 export const demoUsage = `Usage: vuln-patcher demo [--keep] [--name NAME]
 
@@ -29,7 +34,8 @@ Runs the whole pipeline on local real components and prints a before/after table
 sbomscanner VulnerabilityReport -> controller -> PatchJob -> NATS JetStream -> worker
 -> copa on BuildKit -> registry -> verified PatchJob status.
 
-  --keep        leave the environment up afterwards (stop it with 'vuln-patcher dev down --name NAME')
+  --keep        afterwards, keep the environment, the controller, the worker and the web UI
+                running until Ctrl-C (then stop the environment with 'vuln-patcher dev down --name NAME')
   --name NAME   the environment's name (default demo)
 Logs of the controller and worker go to stderr as JSON; set LOG_LEVEL=warn to quiet them.`;
 
@@ -61,11 +67,23 @@ export async function demoCommand(argv: string[]): Promise<number> {
     out(
       `      up in ${since()}: apiserver ${env.controlPlane!.server}, NATS ${env.natsURL}, registry ${env.registryHost}, BuildKit ${env.buildkitAddr}`,
     );
-    out(`[2/5] installing the PatchJob CRD and sbomscanner's VulnerabilityReport test CRD`);
+    out(
+      `[2/5] installing the PatchJob and PatchPolicy CRDs, the default policy (patch every fixable report) and sbomscanner's VulnerabilityReport test CRD`,
+    );
     await installAllCRDs(kc);
     out(`[3/5] starting the controller and a worker (local executor: copa ${goBinary("copa")})`);
     const nc = await connectNats({ url: env.natsURL, name: "vuln-patcher-demo" });
-    const controller = await startController({ kc, nc, log: log.child({ component: "controller" }) });
+    const api = await startApi({ kc, auth: kubeAuthenticator(kc), log: log.child({ component: "api" }) });
+    const controller = await startController({
+      kc,
+      nc,
+      log: log.child({ component: "controller" }),
+      listen: "127.0.0.1:0",
+      routes: api.routes,
+    });
+    const tokenFile = join(dir, "ui-token");
+    await writeFile(tokenFile, (await demoUserToken(kc)) + "\n", { mode: 0o600 });
+    out(`      web UI: ${controller.server!.url}/  (token to paste: cat ${tokenFile}; namespace ${NS})`);
     const registry = new RegistryClient();
     const worker = await startWorker({
       kc,
@@ -167,9 +185,6 @@ export async function demoCommand(argv: string[]): Promise<number> {
         ok ? "fixed" : "remaining",
       ]);
     }
-    await worker.stop();
-    await controller.stop();
-    await nc.close();
     out("");
     out(renderTable(rows).trimEnd());
     out("");
@@ -179,16 +194,28 @@ export async function demoCommand(argv: string[]): Promise<number> {
     out(`PatchJob status: ${pj.status!.message}`);
     out(`total wall time ${since()}`);
     out("");
+    const stopAll = async () => {
+      await worker.stop();
+      await controller.stop();
+      await api.stop();
+      await nc.close();
+    };
     if (v.keep) {
       await keepDevEnv(name, env);
       kept = true;
-      out("Look around (the environment stays up; the controller and worker stopped with the demo):");
+      out("Look around (the environment, controller, worker and web UI stay up until Ctrl-C):");
+      out(
+        `  web UI: ${controller.server!.url}/  (token: cat ${tokenFile}; namespace ${NS}) - Patch or Dry run the image`,
+      );
       out(`  export KUBECONFIG=${env.kubeconfig}`);
       out(`  ${goBinary("kubectl")} get pj -o wide`);
       out(`  ${goBinary("kubectl")} describe pj debian-bookworm-vuln`);
       out(`  skopeo inspect --tls-verify=false docker://${pj.status!.patchedImage!.reference}`);
       out(`  vuln-patcher dev down --name ${name}    # when done`);
+      await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+      await stopAll();
     } else {
+      await stopAll();
       out(
         `To explore afterwards, run 'npm run demo -- --keep' (kubectl --kubeconfig <env>/kubeconfig get pj).`,
       );
@@ -197,4 +224,57 @@ export async function demoCommand(argv: string[]): Promise<number> {
   } finally {
     if (!kept) await env.stop();
   }
+}
+
+/**
+ * A ServiceAccount for the person trying the demo, allowed what the UI does in the demo
+ * namespace (and nothing else), and a token for it (kept in a file, never printed).
+ */
+async function demoUserToken(kc: KubeConfig): Promise<string> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+  const name = "demo-user";
+  const ignoreExists = (err: unknown) => {
+    if ((err as { code?: number }).code !== 409) throw err;
+  };
+  await core
+    .createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name } } })
+    .catch(ignoreExists);
+  await rbac
+    .createNamespacedRole({
+      namespace: NS,
+      body: {
+        metadata: { name },
+        rules: [
+          {
+            apiGroups: ["vulnpatcher.io"],
+            resources: ["patchjobs"],
+            verbs: ["get", "list", "watch", "create"],
+          },
+          { apiGroups: ["vulnpatcher.io"], resources: ["patchjobs/status"], verbs: ["update"] },
+          {
+            apiGroups: ["storage.sbomscanner.kubewarden.io"],
+            resources: ["vulnerabilityreports"],
+            verbs: ["list"],
+          },
+        ],
+      },
+    })
+    .catch(ignoreExists);
+  await rbac
+    .createNamespacedRoleBinding({
+      namespace: NS,
+      body: {
+        metadata: { name },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+        subjects: [{ kind: "ServiceAccount", name, namespace: NS }],
+      },
+    })
+    .catch(ignoreExists);
+  const tr = await core.createNamespacedServiceAccountToken({
+    namespace: NS,
+    name,
+    body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
+  });
+  return tr.status!.token!;
 }

@@ -44,6 +44,8 @@ Patches one image with copa on BuildKit and prints a before/after summary.
   -p, --password PASS    registry password (default $REGISTRY_PASSWORD; prefer the variable:
                          flags show up in the process list)
       --push / --no-push push the result (default), or only plan: show what would change
+      --dry-run          the same as --no-push: the packages, versions and CVEs a patch would
+                         change, checked against the image; copa does not run
       --ignore-errors    let copa continue past packages it cannot update
       --copa PATH        the copa binary (default copa on PATH)
       --insecure-registry HOST  reach HOST over plain HTTP (loopback always is)
@@ -82,6 +84,7 @@ export async function patchCommand(argv: string[]): Promise<number> {
     password: { type: "string", short: "p" },
     push: { type: "boolean" },
     "no-push": { type: "boolean" },
+    "dry-run": { type: "boolean" },
     "ignore-errors": { type: "boolean" },
     copa: { type: "string" },
     "insecure-registry": { type: "string", multiple: true },
@@ -106,7 +109,7 @@ export async function patchCommand(argv: string[]): Promise<number> {
   }
   const target = targetFor(source, v.tag);
   const addr = flagOrEnv(v.addr, process.env.BUILDKIT_ADDR, "unix:///run/buildkit/buildkitd.sock")!;
-  const push = !v["no-push"];
+  const push = !v["no-push"] && !v["dry-run"];
   const say = (s: string) => process.stderr.write(`${s}\n`);
 
   // Reports -> updates (or update-all mode without one).
@@ -147,7 +150,7 @@ export async function patchCommand(argv: string[]): Promise<number> {
     const resolved = await registry.resolve(source);
     if (!resolved) throw new PatchError("ImageNotFound", `source image ${formatImageRef(source)} not found`);
     if (isIndex(resolved.body)) {
-      if (!push) throw new UsageError("--no-push is not supported for a multi-arch index yet");
+      if (!push) throw new UsageError("--dry-run (--no-push) is not supported for a multi-arch index yet");
       if (platformsFlag?.length && reports.length)
         throw new UsageError(
           "--platform goes with update-all mode; with reports, their platforms are patched",
@@ -255,8 +258,8 @@ async function planOnly(
       })),
     ],
     message: updates
-      ? `--no-push: ${plan.needed.length} updates would be made; nothing was built`
-      : "--no-push without a report: copa would update every package; nothing was built",
+      ? `dry run: ${plan.needed.length} updates would be made; nothing was built`
+      : "dry run without a report: copa would update every package; nothing was built",
   };
 }
 

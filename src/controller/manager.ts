@@ -333,6 +333,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
         await sleep(o.policyStatusIntervalMs ?? 15_000, undefined, { signal }).catch(() => {});
         if (signal.aborted || !reportsSynced()) continue;
         await writePolicyStatuses({
+          onInvalid: (p, message) => events.warning(p, "InvalidSpec", message),
           policies,
           store: policyStore,
           reports: reportFacts,

@@ -4,7 +4,7 @@
 // Nothing consumes the stream, so its messages are exactly what the controller published.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { CustomObjectsApi } from "@kubernetes/client-node";
+import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { setup, type Env } from "../../test/env/index.ts";
 import { installAllCRDs } from "../../test/env/crds.ts";
 import { waitFor } from "../../test/env/wait.ts";
@@ -241,6 +241,20 @@ test("policies - an invalid regular expression is rejected by the apiserver with
   );
   assert.equal(cond.reason, "InvalidSpec");
   assert.match(cond.message, /spec\.schedule\.cron: minute: 61 is out of range 0-59/);
+  // And a Warning event on the policy, for `kubectl describe ppol`.
+  const ev = await waitFor(
+    "the InvalidSpec event",
+    async () =>
+      (await env.kubeConfig().makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns })).items.find(
+        (e) =>
+          e.involvedObject.kind === "PatchPolicy" &&
+          e.involvedObject.name === "bad-cron" &&
+          e.reason === "InvalidSpec",
+      ),
+    15_000,
+  );
+  assert.equal(ev.type, "Warning");
+  assert.match(ev.message ?? "", /minute: 61/);
 });
 
 test("policies - maxInFlight holds the rest Pending with the reason; a global policy in the controller's namespace applies everywhere", async () => {

@@ -245,6 +245,8 @@ export async function runSchedules(o: {
  * scheduled run, and Ready (False with the problems when the spec cannot be used).
  */
 export async function writePolicyStatuses(o: {
+  /** Told once when a policy becomes invalid (a Warning event on it). */
+  onInvalid?: (policy: PatchPolicy, message: string) => void;
   policies: PolicySet;
   store: Store<PatchPolicy>;
   reports: () => Iterable<[string, ReportFacts]>;
@@ -300,6 +302,9 @@ export async function writePolicyStatuses(o: {
       ),
     };
     if (JSON.stringify(clean(status)) === JSON.stringify(clean(policy.status ?? {}))) continue;
+    const wasReady = policy.status?.conditions?.find((x) => x.type === "Ready");
+    if (problems && (wasReady?.status !== "False" || wasReady.observedGeneration !== gen))
+      o.onInvalid?.(policy, `the policy is not used: ${problems.join("; ")}`);
     await writePolicyStatus(o.api, policy, status).catch((err: unknown) => {
       if (!isConflict(err))
         o.log.warn({ policy: key, err: errorMessage(err) }, "could not write the policy status");
