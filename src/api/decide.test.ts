@@ -195,3 +195,29 @@ test("decide - a value the CRD would refuse (an oversized CVE id) makes the repo
   assert.equal(d.action, "invalid");
   if (d.action === "invalid") assert.match(d.message, /vulnerabilityIDs\[0\]: longer than 64/);
 });
+
+test("decide - policies: another policy or a DryRun switch patches again; a PatchJob from before policies does not", () => {
+  const r = parsed(debianReport());
+  const policy = (name: string, dryRun = false) => ({
+    policy: { name, namespace: "vp", ...(dryRun ? { dryRun } : {}) },
+  });
+  const withA = existingFrom(decide(r, undefined, policy("a")));
+  assert.deepEqual(withA.spec.policyRef, { name: "a", namespace: "vp" });
+  assert.equal(decide(r, withA, policy("a")).action, "leave");
+  const moved = decide(r, withA, policy("b"));
+  assert.ok(moved.action === "update" && moved.why === "PolicyChanged");
+  const dry = decide(r, withA, policy("a", true));
+  assert.ok(dry.action === "update" && dry.why === "PolicyChanged" && dry.spec.dryRun === true);
+  const legacy = existingFrom(decide(r, undefined));
+  assert.equal(legacy.spec.policyRef, undefined);
+  assert.equal(
+    decide(r, legacy, policy("default")).action,
+    "leave",
+    "an upgrade does not re-patch everything",
+  );
+  const target = decide(r, undefined, {
+    policy: { name: "t", namespace: "vp", target: { reference: "r:5000/x/y:1-p" } },
+  });
+  assert.ok(target.action === "create");
+  assert.deepEqual(target.spec.target, { reference: "r:5000/x/y:1-p" });
+});

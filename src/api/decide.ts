@@ -226,11 +226,13 @@ export function decideFacts(
     return { action: "update", name, spec, before, why: "FindingsChanged" };
   // Another policy, or the same switched between DryRun and patching. (Not the target:
   // a {{date}} template renders a new tag every day, and that alone is no reason to patch.)
-  if (
-    (existing.spec.policyRef?.name ?? "") !== (spec.policyRef?.name ?? "") ||
-    (existing.spec.policyRef?.namespace ?? "") !== (spec.policyRef?.namespace ?? "") ||
-    !!existing.spec.dryRun !== !!spec.dryRun
-  )
+  // A PatchJob from before policies existed (no policyRef) is not patched again just
+  // because a patching policy now covers it.
+  const policyMoved =
+    !!existing.spec.policyRef &&
+    ((existing.spec.policyRef.name ?? "") !== (spec.policyRef?.name ?? "") ||
+      (existing.spec.policyRef.namespace ?? "") !== (spec.policyRef?.namespace ?? ""));
+  if (policyMoved || !!existing.spec.dryRun !== !!spec.dryRun)
     return { action: "update", name, spec, before, why: "PolicyChanged" };
   return {
     action: "leave",

@@ -117,8 +117,14 @@ test("group - two platform reports make one index PatchJob spec with both platfo
 
 test("group - the findings hash moves when a platform's findings or digest move, not otherwise", () => {
   const base = indexPlan([member("amd64"), member("arm64")])!;
-  const same = indexPlan([member("amd64", { generation: 3 }), member("arm64")])!;
-  assert.equal(indexChange({ spec: base.spec }, same.spec), "none", "a generation alone is no change");
+  const same = indexPlan([member("amd64"), member("arm64")])!;
+  assert.equal(indexChange({ spec: base.spec }, same.spec), "none", "the same members: no change");
+  const newGen = indexPlan([member("amd64", { generation: 3 }), member("arm64")])!;
+  assert.equal(
+    indexChange({ spec: base.spec }, newGen.spec),
+    "PlatformsChanged",
+    "a member at a new generation waits for a result of its own: a new run",
+  );
   const moreFixes = indexPlan([member("amd64"), member("arm64", { fixed: "999:9" })])!;
   assert.equal(indexChange({ spec: base.spec }, moreFixes.spec), "FindingsChanged");
   const newIndex = indexPlan([
@@ -144,7 +150,7 @@ test("group - members of two index digests behind one tag: the majority digest, 
   assert.equal(tie.spec.image.digest, IDX2);
 });
 
-test("group - invalid, deleted or report-less members do not count; none left: no plan", () => {
+test("group - invalid and dry-run members do not count, a member whose report is gone still does; none left: no plan", () => {
   const invalid = member("amd64");
   invalid.status = { phase: "Invalid" };
   const gone = member("arm64");
@@ -159,17 +165,23 @@ test("group - invalid, deleted or report-less members do not count; none left: n
       },
     ],
   };
-  assert.equal(indexPlan([invalid, gone]), undefined);
+  const dry = member("amd64");
+  dry.spec = { ...dry.spec, dryRun: true };
+  assert.equal(indexPlan([invalid, dry]), undefined);
   assert.equal(indexPlan([]), undefined);
   assert.deepEqual(
-    indexPlan([invalid, member("arm64")])!.spec.platforms.map((p) => p.platform),
+    indexPlan([invalid, gone])!.spec.platforms.map((p) => p.platform),
     ["linux/arm64"],
+    "its report is gone, its plan is still true: leaving it out would publish it unpatched",
   );
 });
 
 test("group - settings flow into the index spec", () => {
   const plan = indexPlan([member("amd64")], { tagSuffix: "-fixed", publishPartial: true, timeout: "30m" })!;
-  assert.deepEqual(plan.spec.target, { tagSuffix: "-fixed" });
+  assert.deepEqual(plan.spec.target, { tagSuffix: "-patched" }, "the members' target (their policy's) wins");
+  const m = member("amd64");
+  m.spec = { ...m.spec, target: { reference: "r:5000/patched/debian:12-p" } };
+  assert.deepEqual(indexPlan([m])!.spec.target, { reference: "r:5000/patched/debian:12-p" });
   assert.deepEqual(plan.spec.options, { ignoreErrors: false, timeout: "30m", publishPartial: true });
 });
 
@@ -182,4 +194,18 @@ test("group - a grouped member is Queued with reason Grouped, for its own genera
   assert.equal(s.group, "index-debian-0123456789abcdef");
   assert.deepEqual(s.vulnerabilities, m.status?.vulnerabilities, "the before counts stay");
   assert.match(s.message!, /index-debian-0123456789abcdef/);
+});
+
+test("naming - copa's staging tags are recognised, ordinary tags are not", async () => {
+  const { isStagingTag } = await import("./naming.ts");
+  const { stagingTag } = await import("../worker/patch-index.ts");
+  for (const t of [
+    "12-patched-vp-staging",
+    "12-patched-vp-staging-arm64",
+    "12-patched-vp-staging-arm-v7",
+    stagingTag("x".repeat(120)),
+  ])
+    assert.ok(isStagingTag(t), t);
+  for (const t of ["12", "12-patched", "vp-staging-12", undefined]) assert.ok(!isStagingTag(t), String(t));
+  assert.ok(stagingTag("x".repeat(120)).length <= 100);
 });

@@ -8,13 +8,11 @@
 import { createHash } from "node:crypto";
 import { patchJobNameForImage } from "./naming.ts";
 import {
-  ConditionType,
   DEFAULT_TAG_SUFFIX,
   DEFAULT_TIMEOUT,
   Phase,
   Reason,
   Source,
-  getCondition,
   type ImageSpec,
   type PatchJob,
   type PatchJobSpec,
@@ -81,16 +79,18 @@ export interface IndexPlan {
 /**
  * The index PatchJob for a set of members. The index digest is the one most members
  * report (ties: the newest member's), since sbomscanner rescans platforms one by one
- * after a tag moves; members of another digest wait for their next scan. Undefined
- * when no member can be patched (none, or all invalid or with their report gone).
+ * after a tag moves; members of another digest wait for their next scan. A member whose
+ * report was deleted stays in (its plan is still true, and leaving it out would publish
+ * that platform unpatched again); dry-run and invalid members are out. Undefined when
+ * no member can be patched.
  */
 export function indexPlan(members: PatchJob[], settings: GroupSettings = {}): IndexPlan | undefined {
   const usable = members.filter(
     (m) =>
       isIndexMember(m) &&
+      !m.spec.dryRun &&
       !m.metadata.deletionTimestamp &&
-      m.status?.phase !== Phase.Invalid &&
-      getCondition(m, ConditionType.SourceAvailable)?.status !== "False",
+      m.status?.phase !== Phase.Invalid,
   );
   if (usable.length === 0) return undefined;
   const votes = new Map<string, { n: number; newest: string }>();
@@ -144,7 +144,8 @@ export function indexPlan(members: PatchJob[], settings: GroupSettings = {}): In
       ...(first.spec.os ? { os: first.spec.os } : {}),
       findingsHash: "sha256:" + hash.digest("hex"),
       platforms,
-      target: { tagSuffix: settings.tagSuffix ?? first.spec.target?.tagSuffix ?? DEFAULT_TAG_SUFFIX },
+      // The members' target (their policy's), else the controller's suffix.
+      target: first.spec.target ?? { tagSuffix: settings.tagSuffix ?? DEFAULT_TAG_SUFFIX },
       options: {
         ignoreErrors: settings.ignoreErrors ?? false,
         timeout: settings.timeout ?? DEFAULT_TIMEOUT,
@@ -156,13 +157,23 @@ export function indexPlan(members: PatchJob[], settings: GroupSettings = {}): In
   };
 }
 
-/** What an index PatchJob's spec change means: nothing, or patch again and why. */
+/**
+ * What an index PatchJob's spec change means: nothing, or patch again and why. A
+ * member's new generation alone (its policy changed, or it was made again) counts too:
+ * that member waits Grouped for a result of its own generation, which only a new run
+ * of the index gives it.
+ */
 export function indexChange(
   existing: Pick<PatchJob, "spec">,
   next: PatchJobSpec,
-): "none" | "DigestChanged" | "FindingsChanged" {
+): "none" | "DigestChanged" | "FindingsChanged" | "PlatformsChanged" {
   if (existing.spec.image?.digest !== next.image?.digest) return "DigestChanged";
   if (existing.spec.findingsHash !== next.findingsHash) return "FindingsChanged";
+  const members = (s: PatchJobSpec) =>
+    JSON.stringify((s.platforms ?? []).map((p) => [p.patchJob, p.generation]));
+  if (members(existing.spec) !== members(next)) return "PlatformsChanged";
+  if (JSON.stringify(existing.spec.target ?? {}) !== JSON.stringify(next.target ?? {}))
+    return "PlatformsChanged";
   return "none";
 }
 

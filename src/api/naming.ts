@@ -73,3 +73,8 @@ export function sourceRef(spec: { image: ImageSpec }): ImageRef {
 }
 
 export { formatImageRef };
+
+/** copa's staging tags (`<tag>-vp-staging`, and `-<arch>` after it): never patched, never published. */
+export function isStagingTag(tag: string | undefined): boolean {
+  return !!tag && /-vp-staging(-[a-z0-9_]+)*$/.test(tag);
+}

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  hasNestedRepetition,
   choosePolicy,
   compilePolicy,
   defaultPolicy,
@@ -277,4 +278,31 @@ test("policy - the plan of a dry run names packages, versions and the CVE count"
     ]),
     "would update 2 packages (liblzma5 5.4.1-1 -> 5.4.1-1+deb12u1, perl-base 5.36.0-7 -> 5.36.0-7+deb12u2), fixing 2 CVEs",
   );
+});
+
+test("policy - patterns that could backtrack exponentially are refused; ordinary ones are not", () => {
+  for (const bad of [
+    "(a+)+",
+    "(a|aa)*",
+    "(x*)*y",
+    "((ab)*c)+",
+    "(a|b){2,}",
+    "(?:a+)+$",
+    "v[0-9]+(\\.[0-9]+)*",
+  ])
+    assert.ok(hasNestedRepetition(bad), bad);
+  for (const ok of [
+    "library/.*",
+    "12(\\.[0-9]+)?",
+    "(debian|ubuntu)",
+    "v[0-9]+(\\.[0-9]+)?",
+    "v[0-9.]+",
+    "a+b+",
+    "[(]+",
+    "\\(a+\\)+",
+    "(ab){2}",
+  ])
+    assert.ok(!hasNestedRepetition(ok), ok);
+  const r = compilePolicy(policy("redos", { selector: { tag: "(a|aa)+" } }), CTL);
+  assert.ok(!r.ok && /spec\.selector\.tag: .* exponential time/.test(r.problems[0]!));
 });

@@ -92,8 +92,44 @@ export interface CompiledPolicy {
 
 export type CompileResult = { ok: true; value: CompiledPolicy } | { ok: false; problems: string[] };
 
+/**
+ * True when a pattern repeats (`*`, `+`, `{n,}`) a group that itself repeats or
+ * alternates, as in `(a+)+` or `(a|aa)*`: JavaScript's backtracking engine can take
+ * exponential time on such a pattern and a hostile input, on the controller's only thread.
+ */
+export function hasNestedRepetition(src: string): boolean {
+  // One flag per open group: does it repeat or alternate inside? Conservative: a safe
+  // nesting such as (\.[0-9]+)* is refused too (write [0-9.]* or list the forms).
+  const stack: boolean[] = [];
+  const unbounded = (i: number): boolean =>
+    src[i] === "*" || src[i] === "+" || (src[i] === "{" && /^\{\d*,\}/.test(src.slice(i)));
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i];
+    if (c === "\\") {
+      i++;
+    } else if (c === "[") {
+      for (i++; i < src.length && src[i] !== "]"; i++) if (src[i] === "\\") i++;
+    } else if (c === "(") {
+      stack.push(false);
+    } else if (c === ")") {
+      const inner = stack.pop() ?? false;
+      if (inner && unbounded(i + 1)) return true;
+      if (stack.length && (inner || unbounded(i + 1))) stack[stack.length - 1] = true;
+    } else if (stack.length && (c === "|" || unbounded(i))) {
+      stack[stack.length - 1] = true;
+    }
+  }
+  return false;
+}
+
 function pattern(field: string, src: string | undefined, problems: string[]): RegExp | undefined {
   if (src === undefined || src === "") return undefined;
+  if (hasNestedRepetition(src)) {
+    problems.push(
+      `spec.selector.${field}: ${JSON.stringify(src)} repeats a group that repeats or alternates (like (a+)+ or (a|b)*), which can take exponential time; write it without the nesting`,
+    );
+    return undefined;
+  }
   try {
     // The whole value, as the CRD documents; `u` so the syntax is close to RE2's.
     return new RegExp(`^(?:${src})$`, "u");

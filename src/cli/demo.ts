@@ -255,7 +255,7 @@ async function demoUserToken(kc: KubeConfig): Promise<string> {
           {
             apiGroups: ["storage.sbomscanner.kubewarden.io"],
             resources: ["vulnerabilityreports"],
-            verbs: ["list"],
+            verbs: ["get", "list"],
           },
         ],
       },

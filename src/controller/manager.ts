@@ -42,7 +42,7 @@ export interface ControllerOptions {
   nc: NatsConnection;
   /** Namespaces to watch; empty = all. */
   namespaces?: string[];
-  settings?: DecideSettings & GroupSettings & { groupIndexes?: boolean };
+  settings?: DecideSettings & GroupSettings & { groupIndexes?: boolean; indexSettleMs?: number };
   /** Full re-list period of the informers. @default 300_000 */
   resyncMs?: number;
   /** Parallel reconciles. @default 4 */
@@ -258,6 +258,21 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
     for (const i of reports) i.on(enqueue);
     // PatchJob names are report names: a change to a PatchJob wakes its report's key.
     for (const i of patchJobs) i.on(enqueue);
+    // What we pushed, by reference: a scan of it is never patched again.
+    const outputs = new Map<string, number>();
+    const count = (pj: PatchJob | undefined, d: number) => {
+      const ref = pj?.status?.patchedImage?.reference;
+      if (!ref) return;
+      const n = (outputs.get(ref) ?? 0) + d;
+      if (n > 0) outputs.set(ref, n);
+      else outputs.delete(ref);
+    };
+    for (const i of patchJobs)
+      i.on({
+        add: (_k, pj) => count(pj, 1),
+        update: (_k, pj, old) => (count(old, -1), count(pj, 1)),
+        delete: (_k, pj) => count(pj, -1),
+      });
     const reportStore = mergedStore(reports);
     pjStore = mergedStore(patchJobs);
     // Policies and PatchJobs first (what already exists), then reports: reconciles start
@@ -287,6 +302,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       events,
       settings,
       policies,
+      isOwnOutput: (ref) => outputs.has(ref),
       enqueue: (k) => queue.add(k),
       onPublishFailure: () => m.publishFailures.inc(),
       onPublished: (dup) => m.published.inc({ duplicate: String(dup) }),
@@ -327,6 +343,7 @@ export async function startController(o: ControllerOptions): Promise<RunningCont
       intervalMs: 1_000,
       signal,
       log,
+      synced: reportsSynced,
     });
     const statusWriter = (async () => {
       while (!signal.aborted) {

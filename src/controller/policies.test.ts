@@ -12,6 +12,7 @@ import { createNamespace, listPatchJobs, reportsApi } from "../../test/env/kube.
 import { streamMessages } from "../../test/env/stream.ts";
 import { makeReport } from "../../test/fixtures/make-report.ts";
 import { connectNats } from "../queue/nats.ts";
+import { patchJobClient } from "../kube/patchjobs.ts";
 import { startController, type RunningController } from "./manager.ts";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { PatchPolicy, PatchPolicySpec } from "../api/policy.ts";
@@ -302,4 +303,34 @@ test("policies - outside the policy's time window a PatchJob waits Pending (Outs
   );
   assert.equal(pj.status?.phase, "Pending");
   assert.deepEqual(await streamMessages(env.natsURL, ns), []);
+});
+
+test("policies - a scan of an image vuln-patcher pushed under a policy's own suffix is not patched again", async () => {
+  const ns = "pol-output";
+  const reports = await namespaceWith(ns);
+  await createPolicy(ns, "fixed", { target: { tagSuffix: "-fixed" } });
+  await reports.create(makeReport({ name: "src", namespace: ns, tag: "t1" }));
+  const pj = await waitFor(
+    "the PatchJob queued",
+    async () => (await listPatchJobs(env.kubeConfig(), ns)).find((p) => p.status?.phase === "Queued"),
+    30_000,
+  );
+  assert.deepEqual(pj.spec.target, { tagSuffix: "-fixed" });
+  // What a worker records when it has pushed (written here as the worker would).
+  await patchJobClient(env.kubeConfig()).updateStatus(pj, {
+    ...pj.status,
+    phase: "Succeeded",
+    reason: "Patched",
+    observedGeneration: pj.metadata.generation,
+    patchedImage: { reference: "127.0.0.1:5000/library/debian:t1-fixed", digest: "sha256:" + "f".repeat(64) },
+  });
+  await sleep(1000);
+  // sbomscanner scans the pushed image: its tag does not end in the controller's suffix.
+  await reports.create(makeReport({ name: "out", namespace: ns, tag: "t1-fixed" }));
+  await sleep(3000);
+  assert.deepEqual(
+    (await listPatchJobs(env.kubeConfig(), ns)).map((p) => p.metadata.name),
+    ["src"],
+    "no PatchJob for our own output",
+  );
 });

@@ -197,13 +197,15 @@ export async function runSchedules(o: {
   intervalMs: number;
   signal: AbortSignal;
   log: Logger;
+  /** False while the reports are still being listed: a run then would miss some. */
+  synced: () => boolean;
 }): Promise<void> {
   const { signal } = o;
   // The runs made here, in case the status write is lost or the cache is behind it.
   const ran = new Map<string, number>();
   while (!signal.aborted) {
     const now = o.clock();
-    for (const p of o.policies.compiled().valid) {
+    for (const p of o.synced() ? o.policies.compiled().valid : []) {
       if (p.mode !== Mode.Scheduled || !p.cron) continue;
       const last = p.policy.status?.lastScheduleTime;
       const created = p.policy.metadata.creationTimestamp;
@@ -215,7 +217,8 @@ export async function runSchedules(o: {
       if (!due || due.getTime() > now.getTime()) continue;
       let n = 0;
       for (const [key, facts] of o.reports()) {
-        if (o.policies.choose(facts) !== p) continue;
+        const chosen = o.policies.choose(facts);
+        if (!chosen || policyKey(chosen) !== policyKey(p)) continue;
         o.policies.grant(key, p);
         o.enqueue(key);
         n++;
@@ -256,10 +259,10 @@ export async function writePolicyStatuses(o: {
   log: Logger;
 }): Promise<void> {
   const { valid, invalid } = o.policies.compiled();
-  const matched = new Map<CompiledPolicy, number>();
+  const matched = new Map<string, number>();
   for (const [, facts] of o.reports()) {
     const p = o.policies.choose(facts);
-    if (p) matched.set(p, (matched.get(p) ?? 0) + 1);
+    if (p) matched.set(policyKey(p), (matched.get(policyKey(p)) ?? 0) + 1);
   }
   const created = new Map<string, number>();
   for (const pj of o.patchJobs.values()) {
@@ -272,13 +275,13 @@ export async function writePolicyStatuses(o: {
   for (const policy of o.store.values()) {
     const key = keyOf(policy);
     const problems = invalid.get(key);
-    const c = valid.find((v) => v.policy === policy);
+    const c = valid.find((v) => policyKey(v) === key);
     const next = c?.mode === Mode.Scheduled && c.cron ? nextRun(c.cron, c.timeZone, now) : undefined;
     const gen = policy.metadata.generation ?? 1;
     const status: PatchPolicyStatus = {
       ...policy.status,
       observedGeneration: gen,
-      matchedReports: c ? (matched.get(c) ?? 0) : 0,
+      matchedReports: c ? (matched.get(key) ?? 0) : 0,
       patchJobsCreated: created.get(key) ?? 0,
       ...(next ? { nextScheduleTime: toTime(next) } : { nextScheduleTime: undefined }),
       conditions: setCondition(

@@ -29,6 +29,7 @@ import {
   markPlanned,
   describePlan,
   patchJobNameForIndex,
+  isStagingTag,
 } from "../api/index.ts";
 import type { PolicySet } from "./policies.ts";
 import { done, requeueAfter, type Result } from "../kube/controller.ts";
@@ -54,9 +55,13 @@ export interface ReconcilerDeps {
     GroupSettings & {
       /** Patch the platforms of a multi-arch index together, as one index. @default true */
       groupIndexes?: boolean;
+      /** Wait this long after an index's newest platform PatchJob before patching it. @default 10_000 */
+      indexSettleMs?: number;
     };
   /** PatchPolicies: which reports are patched, how and when. */
   policies?: PolicySet;
+  /** True for an image reference (registry/repository:tag) some PatchJob pushed: our own output. */
+  isOwnOutput?: (ref: string) => boolean;
   /** Queue another key (an index PatchJob's, when one of its platforms changed). */
   enqueue?: (key: string) => void;
   /** Called on publish failures (metrics). */
@@ -237,6 +242,17 @@ export function reportReconciler(deps: ReconcilerDeps) {
     const members = await deps.client.list(namespace, `${INDEX_GROUP_LABEL}=${name}`);
     const plan = indexPlan(members, deps.settings);
     if (!plan) return done;
+    // sbomscanner writes the reports of an index's platforms one after another: let them
+    // settle, so the index is patched once with every platform instead of once per report.
+    const settle = deps.settings.indexSettleMs ?? 10_000;
+    const newest = Math.max(
+      ...members.map((m) => {
+        const t = m.metadata.creationTimestamp;
+        return t ? new Date(t as string | Date).getTime() : 0;
+      }),
+    );
+    const wait = newest + settle - Date.now();
+    if (wait > 0) return requeueAfter(Math.min(wait + 100, settle + 100));
     if (plan.waiting.length)
       log.info({ waiting: plan.waiting }, "platforms of another index digest wait for their next scan");
     const existing = await deps.client.get(namespace, name);
@@ -307,7 +323,13 @@ export function reportReconciler(deps: ReconcilerDeps) {
       log,
       {
         reason: why,
-        message: `patch the index again (generation ${pj.metadata.generation}): ${why === "DigestChanged" ? "the index digest changed" : "a platform's fixable findings changed"}`,
+        message: `patch the index again (generation ${pj.metadata.generation}): ${
+          {
+            DigestChanged: "the index digest changed",
+            FindingsChanged: "a platform's fixable findings changed",
+            PlatformsChanged: "a platform's PatchJob or the target changed",
+          }[why]
+        }`,
       },
     );
   }
@@ -355,12 +377,32 @@ export function reportReconciler(deps: ReconcilerDeps) {
       return done;
     }
     if (summary.deleting) return done;
+    // A scan of an image we pushed (whatever its tag: a policy's suffix or template): never
+    // patch our own output again.
+    const im = summary.facts?.imageMetadata;
+    if (
+      im?.tag &&
+      (isStagingTag(im.tag) || deps.isOwnOutput?.(`${im.registryURI}/${im.repository}:${im.tag}`))
+    ) {
+      log.debug({ tag: im.tag }, "a scan of an image vuln-patcher pushed; skipped");
+      return done;
+    }
     let settings = deps.settings;
     if (summary.facts && deps.policies) {
       const v = deps.policies.verdict(key, summary.facts);
       if (v.kind !== "patch") {
         // No policy, a Disabled one, or a Scheduled one between runs: nothing new happens;
-        // a PatchJob that exists stays as it is.
+        // a PatchJob that exists stays as it is. Except one a scheduled run already
+        // decided and that still waits to be published (held by maxInFlight or the window,
+        // or a publish that failed): the run's decision stands until it is queued.
+        if (
+          v.kind === "waiting" &&
+          existing?.spec.source === Source.Report &&
+          existing.spec.policyRef?.name === v.policy.name &&
+          (existing.spec.policyRef.namespace ?? v.policy.namespace) === v.policy.namespace &&
+          needsPublish(existing)
+        )
+          return advance(existing, log);
         log.debug(
           { policy: v.kind === "none" ? undefined : v.policy.name, verdict: v.kind },
           "no patch decision for this report now",

@@ -55,13 +55,22 @@ before(async () => {
     {
       apiGroups: ["storage.sbomscanner.kubewarden.io"],
       resources: ["vulnerabilityreports"],
-      verbs: ["list"],
+      verbs: ["get", "list"],
     },
   ]);
   tokens.viewer = await serviceAccount("viewer", [
     { apiGroups: ["vulnpatcher.io"], resources: ["patchjobs"], verbs: ["get", "list", "watch"] },
   ]);
   await reportsApi(kc).create(makeReport({ name: "debian", namespace: NS }));
+  await reportsApi(kc).create(
+    makeReport({
+      name: "multi-arm64",
+      namespace: NS,
+      tag: "multi",
+      platform: "linux/arm64",
+      indexSeed: "idx",
+    }),
+  );
   api = await startApi({ kc, auth: kubeAuthenticator(kc), heartbeatMs: 500 });
   await api.synced;
   http = await startHttpServer({ listen: "127.0.0.1:0", routes: api.routes });
@@ -70,7 +79,7 @@ before(async () => {
     "the report in the API's cache",
     async () => {
       const r = await call("GET", `/api/v1/namespaces/${NS}/reports`, tokens.patcher);
-      return r.status === 200 && (r.body as { items: unknown[] }).items.length === 1 ? true : undefined;
+      return r.status === 200 && (r.body as { items: unknown[] }).items.length === 2 ? true : undefined;
     },
     10_000,
   );
@@ -172,7 +181,7 @@ test("api - a patch of a report carries the report's updates; dryRun is passed o
   );
 
   const reports = await call("GET", `/api/v1/namespaces/${NS}/reports`, tokens.patcher);
-  const item = (reports.body.items as Array<Record<string, any>>)[0]!;
+  const item = (reports.body.items as Array<Record<string, any>>).find((i) => i.name === "debian")!;
   assert.equal(item.name, "debian");
   assert.deepEqual(item.vulnerabilities, {
     total: 6,
@@ -180,6 +189,16 @@ test("api - a patch of a report carries the report's updates; dryRun is passed o
     bySeverity: { HIGH: 3, MEDIUM: 2, LOW: 1 },
   });
   assert.equal(item.patchable, true);
+
+  // One platform of a multi-arch index alone would overwrite the patched index: refused, with the way out.
+  const platform = await call("POST", `/api/v1/namespaces/${NS}/patchjobs`, tokens.patcher, {
+    report: "multi-arm64",
+  });
+  assert.equal(platform.status, 422);
+  assert.match(
+    String(platform.body.error),
+    /one platform \(linux\/arm64\) of a multi-arch index.*"platform": "all"/,
+  );
 
   for (const [body, says] of [
     [{ image: "127.0.0.1:5000/x;rm -rf /:1" }, /image: /],

@@ -18,6 +18,7 @@ import {
   VERSION,
   markFailed,
   parseImageRef,
+  patchJobNameForIndex,
   patchJobNameForImage,
   specFromReport,
   type PatchJob,
@@ -169,9 +170,17 @@ export async function startApi(o: ApiOptions): Promise<RunningApi> {
   // SSE subscribers, by namespace.
   const subscribers = new Set<{ namespace: string; res: ServerResponse }>();
   const broadcast = (type: "ADDED" | "MODIFIED" | "DELETED", pj: PatchJob) => {
-    for (const s of subscribers)
-      if (s.namespace === pj.metadata.namespace)
-        s.res.write(`event: patchjob\ndata: ${JSON.stringify({ type, object: patchJobView(pj) })}\n\n`);
+    for (const s of subscribers) {
+      if (s.namespace !== pj.metadata.namespace) continue;
+      // A client that does not read: end its stream rather than buffer without bound (the
+      // page reconnects and lists again).
+      if (s.res.writableLength > 4 * 1024 * 1024) {
+        subscribers.delete(s);
+        s.res.end();
+        continue;
+      }
+      s.res.write(`event: patchjob\ndata: ${JSON.stringify({ type, object: patchJobView(pj) })}\n\n`);
+    }
   };
   patchJobs.on({
     add: (_k, pj) => broadcast("ADDED", pj),
@@ -258,7 +267,7 @@ export async function startApi(o: ApiOptions): Promise<RunningApi> {
         const c = await caller(req);
         await authorize(c, pjAccess("create", ns));
         const body = await readJSON(req);
-        const spec = specFor(ns, body);
+        const spec = await specFor(c, ns, body);
         const name = patchJobNameForImage("manual", spec.image!) + "-" + Date.now().toString(36);
         try {
           const pj = await client.create({
@@ -293,6 +302,11 @@ export async function startApi(o: ApiOptions): Promise<RunningApi> {
         const pj = await client.get(ns, name);
         if (!pj) throw new HttpError(404, `PatchJob ${ns}/${name} not found`);
         const phase = pj.status?.phase ?? Phase.Pending;
+        if (pj.status?.reason === Reason.Grouped)
+          throw new HttpError(
+            409,
+            `PatchJob ${ns}/${name} is one platform of index PatchJob ${pj.status.group}: cancel that one (it patches every platform together)`,
+          );
         if (phase !== Phase.Pending && phase !== Phase.Queued)
           throw new HttpError(
             409,
@@ -303,6 +317,23 @@ export async function startApi(o: ApiOptions): Promise<RunningApi> {
             pj,
             markFailed(pj, Reason.Cancelled, `cancelled by ${c.username}`),
           );
+          // An index PatchJob: its platforms' PatchJobs end with it.
+          for (const p of pj.spec.platforms ?? []) {
+            const member = p.patchJob ? await client.get(ns, p.patchJob) : undefined;
+            if (member?.status?.reason !== Reason.Grouped) continue;
+            await client
+              .updateStatus(
+                member,
+                markFailed(
+                  member,
+                  Reason.Cancelled,
+                  `its index PatchJob ${name} was cancelled by ${c.username}`,
+                ),
+              )
+              .catch((err: unknown) => {
+                if (!isConflict(err)) throw err;
+              });
+          }
           json(res, 200, patchJobView(done));
         } catch (err) {
           if (isConflict(err))
@@ -319,7 +350,10 @@ export async function startApi(o: ApiOptions): Promise<RunningApi> {
       re: new RegExp(`^/api/v1/namespaces/${NS_RE}/events$`),
       handler: async (req, res, m) => {
         const ns = m[1]!;
+        let gone = false;
+        res.on("close", () => (gone = true));
         await authorize(await caller(req), pjAccess("watch", ns));
+        if (gone) return;
         res.writeHead(200, {
           "content-type": "text/event-stream",
           "cache-control": "no-store",
@@ -328,8 +362,8 @@ export async function startApi(o: ApiOptions): Promise<RunningApi> {
         });
         const sub = { namespace: ns, res };
         subscribers.add(sub);
+        res.on("close", () => subscribers.delete(sub));
         res.write(`: subscribed to PatchJobs in ${ns}\n\n`);
-        req.on("close", () => subscribers.delete(sub));
       },
     },
   ];
@@ -342,11 +376,25 @@ export async function startApi(o: ApiOptions): Promise<RunningApi> {
   }
 
   /** The spec of an ad-hoc patch: of an image reference, or of a report in the namespace. */
-  function specFor(ns: string, b: Record<string, unknown>): PatchJobSpec {
+  async function specFor(c: Caller, ns: string, b: Record<string, unknown>): Promise<PatchJobSpec> {
     const dryRun = b.dryRun === true;
     if (typeof b.report === "string") {
+      // The report is read with the server's rights: the caller must be allowed to read it too.
+      await authorize(c, {
+        verb: "get",
+        group: REPORT_GROUP,
+        resource: REPORT_PLURAL,
+        namespace: ns,
+        name: b.report,
+      });
       const s = reports.get(`${ns}/${b.report}`);
       if (!s) throw new HttpError(404, `VulnerabilityReport ${ns}/${b.report} not found`);
+      const im = s.facts?.imageMetadata;
+      if (im?.indexDigest && !dryRun)
+        throw new HttpError(
+          422,
+          `report ${b.report} is one platform (${im.platform}) of a multi-arch index: patching it alone would replace the patched tag with that platform only; patch the index instead: {"image": "${im.registryURI}/${im.repository}${im.tag ? `:${im.tag}` : ""}", "platform": "all"} (PatchJob ${patchJobNameForIndex(im)} patches it from its reports)`,
+        );
       if (!s.facts || !s.facts.conversion.ok)
         throw new HttpError(
           422,

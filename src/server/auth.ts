@@ -64,7 +64,7 @@ export function kubeAuthenticator(kc: KubeConfig, audiences?: string[]): Authent
       return caller;
     },
     async allowed(caller, a) {
-      const key = JSON.stringify([caller.username, caller.groups, a]);
+      const key = JSON.stringify([caller.username, caller.uid, caller.groups, caller.extra, a]);
       const hit = decisions.get(key);
       if (hit && fresh(hit.at)) return hit.ok;
       const r = await authz.createSubjectAccessReview({

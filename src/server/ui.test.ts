@@ -50,7 +50,7 @@ before(async () => {
         {
           apiGroups: ["storage.sbomscanner.kubewarden.io"],
           resources: ["vulnerabilityreports"],
-          verbs: ["list"],
+          verbs: ["get", "list"],
         },
       ],
     },

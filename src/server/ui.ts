@@ -167,9 +167,13 @@ async function follow(ns) {
   if (state.stream) state.stream.abort();
   const ctl = new AbortController();
   state.stream = ctl;
+  let fatal = false;
   try {
     const res = await fetch("/api/v1/namespaces/" + ns + "/events", { headers: { authorization: "Bearer " + state.token }, signal: ctl.signal });
-    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error || res.statusText);
+    if (!res.ok) {
+      fatal = res.status === 401 || res.status === 403;
+      throw new Error((await res.json().catch(() => ({}))).error || res.statusText);
+    }
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = "";
     for (;;) {
@@ -190,9 +194,25 @@ async function follow(ns) {
     }
   } catch (e) {
     if (ctl.signal.aborted) return;
-    say("Live updates stopped: " + e.message + " (retrying)", true);
+    say("Live updates stopped: " + e.message + (fatal ? "" : " (retrying)"), true);
   }
-  if (!ctl.signal.aborted) setTimeout(() => follow(ns), 2000);
+  // Retry only the stream still wanted (not one replaced by loading another namespace),
+  // and not a refusal; after a gap, list again so that nothing missed stays missed.
+  if (fatal || ctl.signal.aborted || state.stream !== ctl) return;
+  setTimeout(() => {
+    if (state.stream === ctl && !ctl.signal.aborted) refresh(ns).then(() => follow(ns));
+  }, 2000);
+}
+
+async function refresh(ns) {
+  try {
+    const jobs = await api("/api/v1/namespaces/" + ns + "/patchjobs");
+    if (state.ns !== ns) return;
+    state.jobs = new Map(jobs.items.map((j) => [j.name, j]));
+    renderJobs();
+  } catch (e) {
+    say("Could not list PatchJobs: " + e.message, true);
+  }
 }
 
 async function load() {

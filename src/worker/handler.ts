@@ -117,15 +117,16 @@ export function patchHandler(deps: WorkerDeps) {
     const byPlatform = new Map(r.platforms.map((o) => [o.platform, o]));
     const patchedImage = r.indexDigest ? { reference: r.patchedRef, digest: r.indexDigest } : undefined;
     if (r.kind === "noop") {
-      await finish(pj, (p) => ({ ...markNoOp(p, r.message, { vulnerabilities: counts(p, 0) }), platforms }));
+      // The platforms first, the index last: a worker that dies between the two leaves the
+      // index unfinished, so the redelivery records the platforms again (adopting the push).
       await recordMembers(pj, log, () => (m) => markNoOp(m, r.message, { vulnerabilities: counts(m, 0) }));
+      await finish(pj, (p) => ({ ...markNoOp(p, r.message, { vulnerabilities: counts(p, 0) }), platforms }));
       deps.events.normal(pj, "NoOp", r.message);
       outcome("noop");
       return ACK;
     }
     if (r.kind === "failed") {
       const reason = r.reason ?? Reason.CopaFailed;
-      await finish(pj, (p) => ({ ...markFailed(p, reason, r.message), platforms }));
       await recordMembers(pj, log, (platform) => {
         const o = byPlatform.get(platform);
         if (!o) return undefined;
@@ -134,6 +135,7 @@ export function patchHandler(deps: WorkerDeps) {
           return (m) => markFailed(m, Reason.IndexNotPublished, o.message);
         return (m) => markNoOp(m, o.message, { vulnerabilities: counts(m, 0) });
       });
+      await finish(pj, (p) => ({ ...markFailed(p, reason, r.message), platforms }));
       deps.events.warning(pj, reason, r.message);
       log.error(
         { reason, platforms: platforms.map((p) => `${p.platform}=${p.result}`) },
@@ -145,15 +147,6 @@ export function patchHandler(deps: WorkerDeps) {
     const fixed = r.platforms.reduce((n, o) => n + fixedFindingsOf(o), 0);
     const cves = r.platforms.flatMap((o) => o.verification?.fixedCVEs ?? []);
     const partial = r.platforms.some((o) => o.result === PlatformResult.Failed);
-    await finish(pj, (p) => ({
-      ...markSucceeded(
-        p,
-        { patchedImage: patchedImage!, vulnerabilities: counts(p, fixed), fixedCVEs: cves },
-        r.adopted ? Reason.AlreadyPatched : Reason.Patched,
-      ),
-      ...(partial ? { message: r.message.slice(0, 4096) } : {}),
-      platforms,
-    }));
     await recordMembers(pj, log, (platform) => {
       const o = byPlatform.get(platform);
       if (!o) return undefined;
@@ -191,6 +184,15 @@ export function patchHandler(deps: WorkerDeps) {
         },
       });
     });
+    await finish(pj, (p) => ({
+      ...markSucceeded(
+        p,
+        { patchedImage: patchedImage!, vulnerabilities: counts(p, fixed), fixedCVEs: cves },
+        r.adopted ? Reason.AlreadyPatched : Reason.Patched,
+      ),
+      ...(partial ? { message: r.message.slice(0, 4096) } : {}),
+      platforms,
+    }));
     const summary = r.platforms.map((o) => `${o.platform} ${o.result}`).join(", ");
     if (partial) deps.events.warning(pj, "PartiallyPatched", r.message);
     else
@@ -392,13 +394,13 @@ export function patchHandler(deps: WorkerDeps) {
           ? `failed after ${pj.status?.attempts ?? 1} attempts: ${pe.message}`
           : pe.message;
       const finalReason = last && pe.transient ? Reason.MaxAttemptsExceeded : pe.reason;
-      await finish(pj, (p) => markFailed(p, finalReason, msg));
       if (pj.spec.platforms?.length)
         await recordMembers(
           pj,
           log,
           () => (m) => markFailed(m, finalReason, `the index patch failed: ${msg}`),
         );
+      await finish(pj, (p) => markFailed(p, finalReason, msg));
       deps.events.warning(pj, pe.reason, msg);
       log.error({ reason: pe.reason, err: pe.message }, "patch failed");
       outcome("failed");

@@ -39,6 +39,8 @@ export interface PatchImageInput {
   onOutput?: (line: string) => void;
   namespace?: string;
   owner?: { apiVersion: string; kind: string; name: string; uid: string };
+  /** Allow patching one platform of an index on its own (the target then holds only it). @default false */
+  platformOfIndex?: boolean;
 }
 
 interface Common {
@@ -72,6 +74,11 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
   const src = await reg.manifestFor(input.source, platform);
   if (!src)
     throw new PatchError(Reason.ImageNotFound, `source image ${formatImageRef(input.source)} not found`);
+  if (src.indexDigest && !input.platformOfIndex)
+    throw new PatchError(
+      Reason.InvalidSpec,
+      `${formatImageRef(input.source)} is a multi-arch index: a patch of ${platform} alone would replace ${formatImageRef(input.target)} with that one platform; patch the index (platform "all") instead`,
+    );
   const sourceDigest = src.digest;
   const before = await readPackageDB(reg, input.source, src.manifest.layers);
 

@@ -3,14 +3,18 @@
 // platform to patch; every other platform keeps its manifest), verify every platform
 // of the pushed index, and never leave a tag pointing at an index that lost a platform.
 //
-// Publishing rule: copa pushes each patched platform to `<target>-<arch>` and only then
-// the index to `<target>`, and it pushes no index when a platform fails. So by default a
-// failed platform means nothing published under the tag (the arch tags are by-products
-// and are reported). With `publishPartial`, vuln-patcher assembles the index itself:
-// the platforms that patched and verified, the others' original manifests.
+// Publishing rule: copa pushes to a staging tag (`<target>-vp-staging`, and each patched
+// platform to `<staging>-<arch>`), never to the target itself; only an index that
+// verified platform by platform is then put under the target tag. So a failed platform
+// means nothing published under the tag, whatever copa did with its staging tag (copa
+// 0.14.2 was seen pushing an index with the failed platform's original manifest when
+// the failing platform was the native one). With `publishPartial`, vuln-patcher
+// assembles the index itself: the platforms that patched and verified, the others'
+// original manifests.
 //
 // Attestation entries (platform unknown/unknown) are not carried over: they attest the
 // source manifests, and a statement about those is false of the patched ones.
+import { createHash } from "node:crypto";
 import { formatImageRef, type ImageRef } from "../api/imageref.ts";
 import { PlatformResult, type PackageUpdate } from "../api/patchjob.ts";
 import { parsePlatform, type Platform } from "../api/report.ts";
@@ -237,6 +241,7 @@ export async function patchIndex(input: PatchIndexInput): Promise<PatchIndexResu
     "copa",
     `copa patch ${formatImageRef(source)} (${toPatch.map((p) => p.key).join(", ")}) -> ${patchedRef}`,
   );
+  const staging: ImageRef = { ...input.target, tag: stagingTag(input.target.tag!) };
   const run = await input.executor.run({
     id: input.id,
     ...(reportMode ? { manifests } : {}),
@@ -248,7 +253,7 @@ export async function patchIndex(input: PatchIndexInput): Promise<PatchIndexResu
     args: (paths) =>
       copaArgv({
         image: source,
-        target: input.target,
+        target: staging,
         buildkitAddr: input.buildkitAddr,
         manifestPath: reportMode ? paths.manifest : undefined,
         timeout,
@@ -260,8 +265,8 @@ export async function patchIndex(input: PatchIndexInput): Promise<PatchIndexResu
   });
   const verdict = classifyCopaRun(run, timeout);
   if (verdict.kind !== "failed") {
-    progress("verify", `reading ${patchedRef} back from the registry, platform by platform`);
-    const v = await verifyIndex(input, planned, { adopting: false });
+    progress("verify", `reading ${formatImageRef(staging)} back from the registry, platform by platform`);
+    const v = await verifyIndex(input, planned, { adopting: false, at: staging });
     if (!v) {
       if (verdict.kind === "noop")
         return {
@@ -274,10 +279,27 @@ export async function patchIndex(input: PatchIndexInput): Promise<PatchIndexResu
         };
       throw new PatchError(
         Reason.VerificationFailed,
-        `copa reported success but ${patchedRef} does not exist`,
+        `copa reported success but ${formatImageRef(staging)} does not exist`,
       );
     }
-    return { ...v, sourceIndexDigest: resolved.digest, adopted: false, copaMs: run.durationMs };
+    // Verified: now, and only now, the index goes under the target tag (same bytes, same digest).
+    const bytes = await reg.manifestBytes(staging, v.indexDigest!);
+    const published = await reg.putManifest(input.target, bytes.mediaType, bytes.bytes);
+    const back = await reg.resolve(input.target);
+    if (published !== v.indexDigest || back?.digest !== v.indexDigest)
+      throw new PatchError(
+        Reason.VerificationFailed,
+        `published ${v.indexDigest} to ${patchedRef} but it holds ${back?.digest ?? "nothing"}`,
+      );
+    progress("verify", `published ${patchedRef}@${v.indexDigest}`);
+    return {
+      ...v,
+      patchedRef,
+      message: v.message.replace(formatImageRef(staging), patchedRef),
+      sourceIndexDigest: resolved.digest,
+      adopted: false,
+      copaMs: run.durationMs,
+    };
   }
   if (verdict.transient) throw new PatchError(verdict.reason, verdict.message, { transient: true });
 
@@ -289,7 +311,7 @@ export async function patchIndex(input: PatchIndexInput): Promise<PatchIndexResu
       outcomes.push(kept(p));
       continue;
     }
-    const archRef: ImageRef = { ...input.target, tag: `${input.target.tag}${archTagSuffix(p.platform)}` };
+    const archRef: ImageRef = { ...staging, tag: `${staging.tag}${archTagSuffix(p.platform)}` };
     const checked = await checkPatchedPlatform(input, p, archRef).catch(() => undefined);
     outcomes.push(
       checked ?? {
@@ -378,12 +400,13 @@ async function checkPatchedPlatform(
 async function verifyIndex(
   input: PatchIndexInput,
   planned: Planned[],
-  o: { adopting: boolean },
+  o: { adopting: boolean; at?: ImageRef },
 ): Promise<Omit<PatchIndexResult, "adopted"> | undefined> {
   const reg = input.registry;
-  const r = await reg.resolve(input.target);
+  const at = o.at ?? input.target;
+  const r = await reg.resolve(at);
   if (!r) return undefined;
-  const patchedRef = formatImageRef(input.target);
+  const patchedRef = formatImageRef(at);
   if (!isIndex(r.body)) {
     if (o.adopting) return undefined;
     throw new PatchError(Reason.VerificationFailed, `${patchedRef} is a single manifest, not an index`);
@@ -417,11 +440,7 @@ async function verifyIndex(
       });
       continue;
     }
-    const checked = await checkPatchedPlatform(input, p, {
-      ...input.target,
-      tag: undefined,
-      digest: r.digest,
-    });
+    const checked = await checkPatchedPlatform(input, p, { ...at, tag: undefined, digest: r.digest });
     if (!checked) {
       if (o.adopting) return undefined;
       throw new PatchError(
@@ -452,6 +471,11 @@ async function publishIndex(
   outcomes: PlatformOutcome[],
 ): Promise<string> {
   const reg = input.registry;
+  if (input.target.registry !== source.registry)
+    throw new PatchError(
+      Reason.InvalidSpec,
+      `publishPartial keeps the failed platforms' original manifests, which live in ${source.registry}; the target ${formatImageRef(input.target)} is in another registry`,
+    );
   const manifests: Descriptor[] = [];
   for (const entry of imageEntries(sourceIndex)) {
     const o = outcomes.find((x) => x.sourceDigest === entry.digest);
@@ -491,4 +515,11 @@ async function publishIndex(
       `pushed ${digest} to ${formatImageRef(input.target)} but it holds ${back?.digest}`,
     );
   return digest;
+}
+
+/** Where copa pushes before vuln-patcher publishes: `<tag>-vp-staging` (shortened to stay a valid tag). */
+export function stagingTag(tag: string): string {
+  const t = `${tag}-vp-staging`;
+  if (t.length <= 100) return t;
+  return `${tag.slice(0, 70)}-${createHash("sha256").update(tag).digest("hex").slice(0, 12)}-vp-staging`;
 }

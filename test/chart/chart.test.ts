@@ -150,7 +150,25 @@ test("chart - what each value set renders", async () => {
     ),
   );
 
+  assert.equal(find(def, "Service", "-api"), undefined, "no API by default (it needs TLS in front)");
+  assert.ok(!find(def, "Deployment", "-controller")!.spec.template.spec.containers[0].args.includes("--api"));
   const multi = await render("multi-replica");
+  assert.ok(find(multi, "Service", "-api"), "the API's Service");
+  assert.ok(
+    find(multi, "Deployment", "-controller")!.spec.template.spec.containers[0].args.includes("--api"),
+  );
+  const role = find(multi, "ClusterRole", "-controller")!;
+  assert.ok(
+    role.rules.some((r: any) => r.resources.includes("tokenreviews") && r.verbs.join() === "create") &&
+      role.rules.some(
+        (r: any) => r.resources.includes("subjectaccessreviews") && r.verbs.join() === "create",
+      ),
+    "the API checks callers with TokenReview and SubjectAccessReview",
+  );
+  assert.ok(
+    !find(def, "ClusterRole", "-controller")!.rules.some((r: any) => r.resources.includes("tokenreviews")),
+    "and only when it is on",
+  );
   assert.equal(find(multi, "Deployment", "-controller")?.spec.replicas, 3);
   assert.equal(find(multi, "Deployment", "-worker")?.spec.replicas, 5);
   assert.equal(find(multi, "StatefulSet", "-nats"), undefined, "no NATS of our own with an external URL");

@@ -218,25 +218,27 @@ test("multi-arch pipeline - one platform fails: no index under the tag, that pla
   const tag = "bookworm-vuln-multi-b";
   await retag(env.registryHost, "library/debian", parseImageRef(env.multiArch!.ref).tag!, tag);
   const reports = reportsApi(kc);
-  await reports.create(await platformReport(tag, "amd64", "multi-b-amd64"));
-  // arm64's scan claims a liblzma5 fix that does not exist: copa fails on that platform only.
-  const arm = await platformReport(tag, "arm64", "multi-b-arm64");
-  const vulns = (arm.report as { results: Array<{ vulnerabilities: Array<Record<string, unknown>> }> })
+  await reports.create(await platformReport(tag, "arm64", "multi-b-arm64"));
+  // amd64's scan claims a liblzma5 fix that does not exist: copa fails on that platform
+  // only. (amd64 fails natively in seconds; arm64, as the first test planned it, is a
+  // BuildKit cache hit instead of a minute under emulation.)
+  const amd = await platformReport(tag, "amd64", "multi-b-amd64");
+  const vulns = (amd.report as { results: Array<{ vulnerabilities: Array<Record<string, unknown>> }> })
     .results[0]!.vulnerabilities;
   for (const v of vulns) if (v.packageName === "liblzma5") v.fixedVersions = ["99.0-1"];
-  await reports.create(arm);
+  await reports.create(amd);
 
   const group = patchJobNameForIndex({ registryURI: env.registryHost, repository: "library/debian", tag });
   const index = await waitForPhase(kc, NS, group, ["Succeeded", "Failed", "NoOp"], 1_200_000);
   assert.equal(index.status?.phase, "Failed", index.status?.message);
-  assert.match(index.status?.message ?? "", /linux\/arm64 failed/);
-  const armPj = await waitForPhase(kc, NS, "multi-b-arm64", ["Succeeded", "Failed", "NoOp"], 60_000);
-  assert.equal(armPj.status?.phase, "Failed");
-  assert.equal(armPj.status?.reason, "PackageError", "arm64 has its own reason");
-  assert.match(armPj.status?.message ?? "", /linux\/arm64/);
+  assert.match(index.status?.message ?? "", /linux\/amd64 failed/);
   const amdPj = await waitForPhase(kc, NS, "multi-b-amd64", ["Succeeded", "Failed", "NoOp"], 60_000);
-  assert.equal(amdPj.status?.phase, "Failed", "amd64 is not reported Succeeded on its own");
-  assert.equal(amdPj.status?.reason, "IndexNotPublished");
+  assert.equal(amdPj.status?.phase, "Failed");
+  assert.equal(amdPj.status?.reason, "PackageError", "amd64 has its own reason");
+  assert.match(amdPj.status?.message ?? "", /linux\/amd64/);
+  const armPj = await waitForPhase(kc, NS, "multi-b-arm64", ["Succeeded", "Failed", "NoOp"], 60_000);
+  assert.equal(armPj.status?.phase, "Failed", "arm64 is not reported Succeeded on its own");
+  assert.equal(armPj.status?.reason, "IndexNotPublished");
   assert.equal(
     await registry.resolve(parseImageRef(`${env.registryHost}/library/debian:${tag}-patched`)),
     undefined,
@@ -244,30 +246,30 @@ test("multi-arch pipeline - one platform fails: no index under the tag, that pla
   );
 });
 
-test("multi-arch engine - one platform fails with publishPartial: the index holds amd64 patched and arm64's original manifest", async () => {
+test("multi-arch engine - one platform fails with publishPartial: the index holds arm64 patched and amd64's original manifest", async () => {
   const idx = env.multiArch!;
   const r = await patchIndex(
     engineInput(
       "multi-partial",
       [
-        { platform: "linux/amd64", updates: await updatesFor("amd64") },
-        { platform: "linux/arm64", updates: await updatesFor("arm64", { liblzma5: "99.0-1" }) },
+        { platform: "linux/amd64", updates: await updatesFor("amd64", { liblzma5: "99.0-1" }) },
+        { platform: "linux/arm64", updates: await updatesFor("arm64") },
       ],
       { publishPartial: true },
     ),
   );
   assert.equal(r.kind, "patched", r.message);
-  const arm = r.platforms.find((p) => p.platform === "linux/arm64")!;
-  assert.equal(arm.result, "Failed");
-  assert.equal(arm.reason, "PackageError", arm.message);
+  const amd = r.platforms.find((p) => p.platform === "linux/amd64")!;
+  assert.equal(amd.result, "Failed");
+  assert.equal(amd.reason, "PackageError", amd.message);
   const ref = parseImageRef(`${env.registryHost}/library/debian:multi-partial`);
   const published = await registry.resolve(ref);
   assert.equal(published?.digest, r.indexDigest);
   const platforms = platformsOf(published!.body);
   assert.deepEqual([...platforms.keys()].sort(), ["linux/amd64", "linux/arm64"]);
-  assert.equal(platforms.get("linux/arm64"), idx.platforms[1]!.digest, "arm64 unchanged");
-  assert.equal(platforms.get("linux/amd64"), r.platforms.find((p) => p.platform === "linux/amd64")?.digest);
-  assert.notEqual(platforms.get("linux/amd64"), idx.platforms[0]!.digest, "amd64 patched");
+  assert.equal(platforms.get("linux/amd64"), idx.platforms[0]!.digest, "amd64 unchanged");
+  assert.equal(platforms.get("linux/arm64"), r.platforms.find((p) => p.platform === "linux/arm64")?.digest);
+  assert.notEqual(platforms.get("linux/arm64"), idx.platforms[1]!.digest, "arm64 patched");
 });
 
 test("multi-arch pipeline - a single-arch image still yields a single manifest and no index PatchJob", async () => {
@@ -319,16 +321,17 @@ test("multi-arch pipeline - `patch -i <index> -r <amd64 report>` prints a per-pl
     s.platforms.map((p) => [p.platform, p.result]),
     [
       ["linux/amd64", "Patched"],
-      ["linux/arm64", "Patched"],
+      ["linux/arm64", "Unchanged"],
     ],
   );
-  for (const p of s.platforms) {
-    assert.ok(
-      p.fixableBefore! > 0 && p.fixed === p.fixableBefore,
-      `${p.platform}: ${p.fixed}/${p.fixableBefore}`,
-    );
-    assert.ok(p.packagesUpdated >= 3);
-  }
+  const [amd, arm] = s.platforms as [IndexSummary["platforms"][number], IndexSummary["platforms"][number]];
+  assert.ok(
+    amd.fixableBefore! > 0 && amd.fixed === amd.fixableBefore,
+    `amd64: ${amd.fixed}/${amd.fixableBefore}`,
+  );
+  assert.ok(amd.packagesUpdated >= 3);
+  assert.equal(arm.digest, env.multiArch!.platforms[1]!.digest, "arm64 keeps its manifest");
+  assert.equal(arm.fixableBefore, undefined, "no report for arm64: no count before");
   const published = await registry.resolve(parseImageRef(`${env.registryHost}/library/debian:${tag}-cli`));
   assert.equal(published?.digest, s.digest);
   // The same table for humans.
