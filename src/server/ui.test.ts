@@ -178,7 +178,7 @@ test("ui - Dry run shows the plan; a failed patch shows its reason", async () =>
   await page.screenshot({ path: join(ARTIFACTS, "ui-failure-reason.png"), fullPage: true });
 });
 
-test("ui - a PatchJob created with kubectl (source manual) runs to Succeeded, and the page shows it live", async () => {
+test("ui - a PatchJob created with kubectl (source manual) runs to Succeeded (adopting the patch made above), and the page shows it live", async () => {
   await connect();
   const manifest = [
     "apiVersion: vulnpatcher.io/v1alpha1",
@@ -193,8 +193,6 @@ test("ui - a PatchJob created with kubectl (source manual) runs to Succeeded, an
     "    repository: library/debian",
     "    tag: bookworm-vuln",
     "    platform: linux/amd64",
-    "  target:",
-    "    tagSuffix: -kubectl",
     "",
   ].join("\n");
   const out = await new Promise<string>((resolve, reject) => {
@@ -210,6 +208,6 @@ test("ui - a PatchJob created with kubectl (source manual) runs to Succeeded, an
   await row.locator('[data-field="phase"]', { hasText: "Succeeded" }).waitFor({ timeout: 600_000 });
   assert.match(
     await row.locator('[data-field="patched"]').innerText(),
-    /bookworm-vuln-kubectl@sha256:[0-9a-f]{64}/,
+    /bookworm-vuln-patched@sha256:[0-9a-f]{64}/,
   );
 });
