@@ -2,7 +2,7 @@
 // policy for a report, the gates on publishing (maxInFlight, the time window), the
 // schedule runner and the status writer. The rules themselves are pure, in
 // src/api/policy.ts and src/api/cron.ts; this file holds the state and the I/O.
-import { CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
+import type { CustomObjectsApi } from "@kubernetes/client-node";
 import {
   GROUP,
   Mode,
@@ -332,8 +332,4 @@ async function writePolicyStatus(
     name: p.metadata.name,
     body: clean({ ...p, status: { ...p.status, ...patch } }),
   });
-}
-
-export function policyApi(kc: KubeConfig): CustomObjectsApi {
-  return kc.makeApiClient(CustomObjectsApi);
 }
