@@ -1,10 +1,13 @@
 # vuln-patcher (controller, worker and CLI), on Node 24.
 # Build:  docker build -t vuln-patcher .   (or: buildctl build --frontend dockerfile.v0 --local context=. --local dockerfile=.)
+# The stages `copa` and `build` download (Go modules, npm packages); a builder without
+# network can supply them as named contexts (--build-context copa=DIR with out/copa,
+# build=DIR with src/{package.json,node_modules,dist}): test/env/cluster-images.ts does.
 FROM golang:1.26-bookworm AS copa
 WORKDIR /build
 COPY scripts/build-tools.sh ./
 # copa for the local executor (`worker --executor local`); Jobs use the copa runner image.
-RUN VULN_PATCHER_CACHE=/cache ./build-tools.sh copa && cp -L /cache/bin/copa /copa
+RUN VULN_PATCHER_CACHE=/cache ./build-tools.sh copa && mkdir /out && cp -L /cache/bin/copa /out/copa
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /src
@@ -20,7 +23,7 @@ RUN node_modules/.bin/tsc -p tsconfig.build.json && npm prune --omit=dev --ignor
 FROM node:24-bookworm-slim
 # util-linux: setpriv, so a local copa dies with its worker.
 RUN apt-get update && apt-get install -y --no-install-recommends util-linux ca-certificates && rm -rf /var/lib/apt/lists/*
-COPY --from=copa /copa /usr/local/bin/copa
+COPY --from=copa /out/copa /usr/local/bin/copa
 WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules node_modules

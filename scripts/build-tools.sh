@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Builds the Go components vuln-patcher's real-component environment needs
-# (kube-apiserver, kube-controller-manager, kubectl, BuildKit, copa, helm) from the
+# (kube-apiserver, kube-controller-manager, kubectl, BuildKit, copa, helm; for a real
+# node kubelet, kube-scheduler and containerd) from the
 # Go module proxy, each from a small generated wrapper module, and caches the
 # binaries by version outside the repository. A second run with the binaries in
-# place does nothing. Usage: scripts/build-tools.sh [kube|buildkit|copa|helm ...]
+# place does nothing. Usage: scripts/build-tools.sh [kube|buildkit|copa|helm|node ...]
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-1.36.3}
 BUILDKIT_VERSION=${BUILDKIT_VERSION:-0.28.1}
 COPA_VERSION=${COPA_VERSION:-0.14.2}
 HELM_VERSION=${HELM_VERSION:-4.3.1}
+CONTAINERD_VERSION=${CONTAINERD_VERSION:-2.3.7}
+COREDNS_VERSION=${COREDNS_VERSION:-1.15.0}
 
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${VULN_PATCHER_CACHE:-$HOME/.cache/vuln-patcher}
 BIN="$CACHE/bin"
 mkdir -p "$BIN" "$CACHE/build"
@@ -33,9 +37,9 @@ install_bins() {
   for n in "$@"; do mv -f "$out/$n" "$BIN/$n-$v.tmp"; mv -f "$BIN/$n-$v.tmp" "$BIN/$n-$v"; ln -sfn "$n-$v" "$BIN/$n"; done
 }
 
-build_kube() {
+# kube_module DIR: the wrapper module for k8s.io/kubernetes in DIR (cwd afterwards).
+kube_module() {
   local v=$KUBE_VERSION minor=${KUBE_VERSION#1.}
-  have "v$v" kube-apiserver kube-controller-manager kubectl && return 0
   log "kube $v: preparing the wrapper module"
   local dir="$CACHE/build/kube-$v"; wrapper "$dir"
   local gomod
@@ -57,11 +61,20 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   go mod edit -require="k8s.io/kubernetes@v$v"
   go mod tidy >/dev/null
+}
+
+build_kube() {
+  local v=$KUBE_VERSION minor=${KUBE_VERSION#1.}
+  have "v$v" kube-apiserver kube-controller-manager kubectl && return 0
+  kube_module
   local ldf="-s -w" k
   for k in "gitVersion=v$v" "gitMajor=1" "gitMinor=${minor%%.*}" "gitTreeState=clean" "gitCommit=0000000000000000000000000000000000000000" "buildDate=1970-01-01T00:00:00Z"; do
     ldf="$ldf -X k8s.io/component-base/version.$k -X k8s.io/client-go/pkg/version.$k"
@@ -71,6 +84,57 @@ GO
   go build -trimpath -tags selinux,notest -ldflags "$ldf" -o out/ \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
   install_bins out "v$v" kube-apiserver kube-controller-manager kubectl
+}
+
+# node: the kubelet and kube-scheduler from the same wrapper module as the apiserver
+# (so from the same Kubernetes version), containerd 2.x and its runc shim, and the
+# environment's pause program (test/env/pause, a file of this repository).
+build_node() {
+  local v=$KUBE_VERSION minor=${KUBE_VERSION#1.} cv=$CONTAINERD_VERSION dv=$COREDNS_VERSION
+  if ! have "v$v" kubelet kube-scheduler kube-proxy; then
+    local dir="$CACHE/build/kube-$v"
+    if [ -f "$dir/go.mod" ] && grep -q kubelet "$dir/tools.go" 2>/dev/null; then cd "$dir"; else kube_module; fi
+    local ldf="-s -w" k
+    for k in "gitVersion=v$v" "gitMajor=1" "gitMinor=${minor%%.*}" "gitTreeState=clean" "gitCommit=0000000000000000000000000000000000000000" "buildDate=1970-01-01T00:00:00Z"; do
+      ldf="$ldf -X k8s.io/component-base/version.$k -X k8s.io/client-go/pkg/version.$k"
+    done
+    log "node: building kubelet, kube-scheduler and kube-proxy $v (warm: ~2 min; cold: ~6 min)"
+    go build -trimpath -tags selinux,notest -ldflags "$ldf" -o out/ \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
+    install_bins out "v$v" kubelet kube-scheduler kube-proxy
+  fi
+  if ! have "v$cv" containerd containerd-shim-runc-v2; then
+    log "node: building containerd $cv (~2 min)"
+    local out="$CACHE/build/containerd-$cv"; rm -rf "$out"; mkdir -p "$out"
+    GOBIN="$out" go install -trimpath -tags "no_btrfs no_devmapper no_zfs" -ldflags "-s -w" \
+      "github.com/containerd/containerd/v2/cmd/containerd@v$cv" \
+      "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v$cv"
+    install_bins "$out" "v$cv" containerd containerd-shim-runc-v2
+  fi
+  if ! have "v$dv" coredns; then
+    # The cluster's DNS (Services by name, as the chart's addresses need), run on the node.
+    log "node: building CoreDNS $dv"
+    local dir="$CACHE/build/coredns-$dv"; wrapper "$dir"
+    cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "github.com/coredns/coredns"
+GO
+    go mod edit -require="github.com/coredns/coredns@v$dv"
+    go mod tidy >/dev/null
+    go build -trimpath -ldflags "-s -w" -o out/coredns github.com/coredns/coredns
+    install_bins out "v$dv" coredns
+  fi
+  local src="$REPO/test/env/pause/main.go"
+  local sum; sum=$(sha256sum "$src" | cut -c1-12)
+  if [ ! -x "$BIN/pause-$sum" ]; then
+    log "node: building the pause program"
+    local out="$CACHE/build/pause"; mkdir -p "$out"
+    (cd "$out" && go build -trimpath -ldflags "-s -w" -o pause "$src")
+    install_bins "$out" "$sum" pause
+  fi
 }
 
 build_buildkit() {
@@ -134,11 +198,11 @@ GO
   install_bins out "v$v" helm
 }
 
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(kube buildkit copa helm)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(kube buildkit copa helm node)
 for t in "${targets[@]}"; do
   case $t in
-    kube|buildkit|copa|helm) ;;
-    *) echo "unknown component: $t (kube, buildkit, copa, helm)" >&2; exit 2 ;;
+    kube|buildkit|copa|helm|node) ;;
+    *) echo "unknown component: $t (kube, buildkit, copa, helm, node)" >&2; exit 2 ;;
   esac
   start=$SECONDS
   # One builder per component at a time, across processes (CI and a test may both ask).

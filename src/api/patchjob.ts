@@ -262,6 +262,8 @@ export function markQueued(pj: PatchJob, now = new Date()): PatchJobStatus {
   const gen = pj.metadata.generation ?? 0;
   return {
     ...base(pj, Phase.Queued, Reason.Published, "published to the patch queue"),
+    // Attempts count per generation: a new generation starts again from none.
+    attempts: pj.status?.observedGeneration === gen ? pj.status?.attempts : undefined,
     queuedTime: nowRFC3339(now),
     startTime: undefined,
     completionTime: undefined,
@@ -363,13 +365,15 @@ export function markSucceeded(
   return finish(pj, Phase.Succeeded, reason, msg, true, outcome, now);
 }
 
+/** Nothing for this PatchJob to do: no update needed, or (AlreadyPatched) the target already holds the patch. */
 export function markNoOp(
   pj: PatchJob,
   message: string,
   outcome: Outcome = {},
   now = new Date(),
+  reason: Reason = Reason.NothingToUpdate,
 ): PatchJobStatus {
-  return finish(pj, Phase.NoOp, Reason.NothingToUpdate, message, true, outcome, now);
+  return finish(pj, Phase.NoOp, reason, message, true, outcome, now);
 }
 
 export function markPlanned(

@@ -4,11 +4,12 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { join } from "node:path";
-import { REPO_ROOT, isAlive } from "../../test/env/index.ts";
+import { existsSync } from "node:fs";
+import { REPO_ROOT, cacheDir, isAlive } from "../../test/env/index.ts";
 
 const run = promisify(execFile);
 
-test("demo - runs to the end, prints the before/after table and leaves no process behind", async () => {
+test("demo - runs to the end, prints the before/after table and leaves no process and no data behind", async () => {
   const name = `test-demo-${process.pid}`;
   const { stdout } = await run(
     process.execPath,
@@ -33,5 +34,6 @@ test("demo - runs to the end, prints the before/after table and leaves no proces
   assert.equal(m[1], m[2], "every finding fixed");
   const { stdout: ps } = await run("ps", ["-eo", "pid,args"]);
   assert.doesNotMatch(ps, new RegExp(`dev/${name}/`), "no process of the demo environment left");
+  assert.equal(existsSync(join(cacheDir(), "dev", name)), false, "and no data: the run was not kept");
   assert.ok(isAlive(process.pid));
 });

@@ -6,6 +6,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { goBinary, isAlive, REPO_ROOT } from "../../test/env/index.ts";
+import { hostState } from "../../test/env/node.ts";
 
 const run = promisify(execFile);
 const cli = ["--import", "tsx", join(REPO_ROOT, "src", "cli", "main.ts")];
@@ -45,4 +46,37 @@ test("dev - up --json, kubectl get ns, status, down: no process left", async () 
     (e: { code: number }) => e,
   );
   assert.equal((status as { code?: number }).code, 1);
+});
+
+test("dev - up --node twice, each followed by down: the node is Ready, and down undoes every host change", async () => {
+  const name = `test-node-${process.pid}`;
+  const before = await hostState("/nonexistent-vuln-patcher-env");
+  for (const round of [1, 2]) {
+    const up = await run(process.execPath, [...cli, "dev", "up", "--node", "--json", "--name", name], {
+      cwd: REPO_ROOT,
+      timeout: 300_000,
+    });
+    const state = JSON.parse(up.stdout) as {
+      dir: string;
+      kubeconfig: string;
+      node: string;
+      registry: string;
+    };
+    try {
+      assert.equal(state.node, "vp-node");
+      assert.match(state.registry, /^10\.244\.0\.1:\d+$/, "Pods reach the registry on the node's bridge");
+      const nodes = await run(goBinary("kubectl"), ["--kubeconfig", state.kubeconfig, "get", "nodes"]);
+      assert.match(nodes.stdout, /vp-node\s+Ready/, `round ${round}`);
+    } finally {
+      await run(process.execPath, [...cli, "dev", "down", "--name", name], { timeout: 180_000 });
+    }
+    const after = await hostState(state.dir);
+    assert.deepEqual(after.processes, [], `round ${round}: no process`);
+    assert.deepEqual(after.mounts, [], `round ${round}: no mount`);
+    assert.equal(after.bridge, false, `round ${round}: no bridge`);
+    assert.deepEqual(after.chains, before.chains, `round ${round}: no iptables chain of ours`);
+    assert.deepEqual(after.cgroups, [], `round ${round}: no kubepods cgroup`);
+    assert.equal(after.ipForward, before.ipForward, `round ${round}: ip_forward as it was`);
+    assert.deepEqual(after.hostDirs, before.hostDirs, `round ${round}: no host directory left`);
+  }
 });

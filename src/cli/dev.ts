@@ -5,18 +5,25 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setup, cacheDir, isAlive, stopPid, type Endpoints, type Env } from "../../test/env/index.ts";
+import { drainNode, NODE_HOST_RECORD, undoNodeHost, type NodeHostRecord } from "../../test/env/node.ts";
+import { loadKubeConfig } from "../kube/config.ts";
 import { detachFromExitHook } from "../../test/env/process.ts";
 import { UsageError } from "../util/errors.ts";
 import { parse } from "./args.ts";
 
-export const devUsage = `Usage: vuln-patcher dev up [--json] [--name NAME]
+export const devUsage = `Usage: vuln-patcher dev up [--json] [--name NAME] [--node]
        vuln-patcher dev down [--name NAME]
        vuln-patcher dev status [--json] [--name NAME]
 
 up      start etcd, kube-apiserver, kube-controller-manager, NATS (JetStream), a
         registry and (as root) BuildKit with the vulnerable test image, on
         127.0.0.1; print their endpoints (--json for scripts)
-down    stop every process of the environment by pid and remove its data
+        --node adds a real node (root; one per machine): containerd, kubelet,
+        kube-scheduler, kube-proxy and CoreDNS on a bridge (vpbr0, 10.244.0.1) that
+        the registry, NATS and the apiserver then listen on instead of 127.0.0.1
+down    stop every process of the environment by pid and remove its data; with a
+        node, delete its Pods first and undo every host change (bridge, iptables
+        chains, mounts, cgroups, ip_forward)
 status  show each process and whether it is alive
 NAME keeps several environments apart (default "default").`;
 
@@ -46,7 +53,11 @@ async function readState(name: string): Promise<State | undefined> {
 
 export async function devCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  const { values } = parse(rest, { json: { type: "boolean" }, name: { type: "string", default: "default" } });
+  const { values } = parse(rest, {
+    json: { type: "boolean" },
+    name: { type: "string", default: "default" },
+    node: { type: "boolean" },
+  });
   if (values.help || !sub) {
     process.stdout.write(devUsage + "\n");
     return sub ? 0 : 2;
@@ -54,7 +65,7 @@ export async function devCommand(argv: string[]): Promise<number> {
   const name = values.name as string;
   switch (sub) {
     case "up":
-      return devUp(name, !!values.json);
+      return devUp(name, !!values.json, !!values.node);
     case "down":
       return devDown(name);
     case "status":
@@ -91,9 +102,11 @@ export async function keepDevEnv(name: string, env: Env): Promise<State> {
   return state;
 }
 
-async function devUp(name: string, json: boolean): Promise<number> {
+async function devUp(name: string, json: boolean, node: boolean): Promise<number> {
+  if (node && process.getuid?.() !== 0)
+    throw new UsageError("--node needs root (containerd, kubelet, a bridge)");
   const dir = await prepareDevDir(name);
-  const env = await setup({ dir, buildkit: wantBuildkit() });
+  const env = await setup({ dir, buildkit: wantBuildkit(), node });
   const state = await keepDevEnv(name, env);
   if (json) process.stdout.write(JSON.stringify(state, null, 2) + "\n");
   else {
@@ -104,13 +117,7 @@ async function devUp(name: string, json: boolean): Promise<number> {
         `  apiserver   ${state.apiserver}`,
         `  NATS        ${state.natsURL}`,
         `  registry    ${state.registry} (plain HTTP)`,
-        ...(state.buildkitAddr
-          ? [
-              `  BuildKit    ${state.buildkitAddr}`,
-              `  copa        ${state.copa}`,
-              `  image       ${state.vulnerableImage} (vulnerable Debian bookworm)`,
-            ]
-          : []),
+        ...(state.node ? [`  node        ${state.node} (Pods run; Pod network 10.244.0.0/24)`] : []),
         ...(state.buildkitAddr
           ? [
               `  BuildKit    ${state.buildkitAddr}`,
@@ -135,10 +142,17 @@ async function devDown(name: string): Promise<number> {
     process.stderr.write(`environment ${name} is not up\n`);
     return 0;
   }
+  const record = await readFile(join(state.dir, NODE_HOST_RECORD), "utf8")
+    .then((t) => JSON.parse(t) as NodeHostRecord)
+    .catch(() => undefined);
+  // Pods go while the kubelet still runs, so it unmounts and tears down their sandboxes.
+  if (state.node && state.kubeconfig && existsSync(state.kubeconfig))
+    await drainNode(loadKubeConfig(state.kubeconfig)).catch(() => {});
   for (const proc of [...state.order].reverse()) {
     const pid = state.pids[proc];
     if (pid && isAlive(pid)) await stopPid(pid);
   }
+  if (record) await undoNodeHost(record);
   await rm(state.dir, { recursive: true, force: true });
   process.stderr.write(`environment ${name} is down\n`);
   return 0;

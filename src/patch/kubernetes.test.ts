@@ -1,20 +1,11 @@
-// The kubernetes executor: the Job it writes (checked field by field), and a real run
-// through kube-controller-manager's Job controller. No kubelet runs here, so the test
-// plays the kubelet's part: it runs the Pod's container command with the local copa
-// and writes the Pod status as a kubelet would. That part is a SIMULATION of the
-// kubelet; the apiserver, the Job controller, BuildKit, copa and the registry are real.
+// The kubernetes executor: the Job it writes, checked field by field. Its real runs (a
+// patch through a Job Pod on a real node, and a failing Job Pod) are in
+// test/cluster/cluster.test.ts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { BatchV1Api } from "@kubernetes/client-node";
-import { setup } from "../../test/env/index.ts";
-import { simulateKubelet } from "../../test/env/kubelet-sim.ts";
-import { createNamespace } from "../../test/env/kube.ts";
-import { imageSecurityUpdates } from "../../test/env/honest-report.ts";
-import { waitFor } from "../../test/env/wait.ts";
 import {
   buildJob,
   jobName,
-  kubernetesExecutor,
   MANIFEST_DIR,
   VEX_DIR,
   DOCKER_CONFIG_DIR,
@@ -23,8 +14,6 @@ import {
 } from "./kubernetes.ts";
 import { copaArgv } from "./argv.ts";
 import { parseImageRef } from "../api/imageref.ts";
-import { RegistryClient } from "../registry/client.ts";
-import { patchImage } from "../worker/patch-image.ts";
 import type { CopaRequest } from "./executor.ts";
 
 const manifest = {
@@ -179,77 +168,4 @@ test("kubernetes executor - a multi-arch patch mounts one manifest file per plat
     () => manifestFiles({ manifests: { "../escape.json": manifest } }),
     /invalid manifest file name/,
   );
-});
-
-test("kubernetes executor - a real patch through a Job (kubelet SIMULATED), verified in the registry", async () => {
-  await using env = await setup({ buildkit: true, nats: false });
-  const kc = env.kubeConfig();
-  const ns = "jobs";
-  await createNamespace(kc, ns);
-  const registry = new RegistryClient();
-  const updates = await imageSecurityUpdates(env.images!.vulnerable, ["liblzma5", "perl-base"]);
-  const stopKubelet = new AbortController();
-  const kubelet = simulateKubelet(kc, ns, stopKubelet.signal);
-  try {
-    const result = await patchImage({
-      id: "job-test-1",
-      source: { ...parseImageRef(env.images!.vulnerable), digest: env.images!.vulnerableDigest },
-      target: parseImageRef(`${env.registryHost}/library/debian:bookworm-vuln-job`),
-      updates,
-      os: { type: "debian", version: "12" },
-      buildkitAddr: env.buildkitAddr,
-      executor: kubernetesExecutor({ kc, image: "vuln-patcher/copa-runner:test", pollMs: 500 }),
-      registry,
-      namespace: ns,
-    });
-    assert.equal(result.kind, "patched");
-    if (result.kind === "patched")
-      assert.deepEqual(result.verification.fixed.map((u) => u.name).sort(), ["liblzma5", "perl-base"]);
-    const job = await kc
-      .makeApiClient(BatchV1Api)
-      .readNamespacedJob({ namespace: ns, name: jobName("job-test-1") });
-    assert.ok(
-      job.status?.conditions?.some((c) => c.type === "Complete" && c.status === "True"),
-      "the real Job controller marked the Job Complete",
-    );
-  } finally {
-    stopKubelet.abort();
-    await kubelet;
-  }
-});
-
-test("kubernetes executor - a failing copa run surfaces the Pod's termination message", async () => {
-  await using env = await setup({ buildkit: false, nats: false, images: false });
-  const kc = env.kubeConfig();
-  const ns = "jobs-fail";
-  await createNamespace(kc, ns);
-  const stopKubelet = new AbortController();
-  const kubelet = simulateKubelet(kc, ns, stopKubelet.signal);
-  try {
-    const run = await kubernetesExecutor({ kc, image: "copa:test", pollMs: 300 }).run({
-      id: "fail-1",
-      namespace: ns,
-      timeoutMs: 120_000,
-      manifest,
-      args: (p) =>
-        copaArgv({
-          image: parseImageRef(`${env.registryHost}/x/y:1`),
-          target: parseImageRef(`${env.registryHost}/x/y:1-patched`),
-          buildkitAddr: "unix:///nonexistent/buildkitd.sock",
-          manifestPath: p.manifest,
-          timeout: "1m",
-        }),
-    });
-    assert.notEqual(run.exitCode, 0);
-    assert.match(run.outputTail, /buildkit|no such file|connect/i);
-    await waitFor("the Job to be Failed", async () => {
-      const j = await kc
-        .makeApiClient(BatchV1Api)
-        .readNamespacedJob({ namespace: ns, name: jobName("fail-1") });
-      return j.status?.conditions?.some((c) => c.type === "Failed") || undefined;
-    });
-  } finally {
-    stopKubelet.abort();
-    await kubelet;
-  }
 });

@@ -178,7 +178,7 @@ test("ui - Dry run shows the plan; a failed patch shows its reason", async () =>
   await page.screenshot({ path: join(ARTIFACTS, "ui-failure-reason.png"), fullPage: true });
 });
 
-test("ui - a PatchJob created with kubectl (source manual) runs to Succeeded (adopting the patch made above), and the page shows it live", async () => {
+test("ui - a PatchJob created with kubectl (source manual) ends NoOp (AlreadyPatched: the patch made above), and the page shows it live", async () => {
   await connect();
   const manifest = [
     "apiVersion: vulnpatcher.io/v1alpha1",
@@ -205,7 +205,7 @@ test("ui - a PatchJob created with kubectl (source manual) runs to Succeeded (ad
   });
   assert.match(out, /patchjob\.vulnpatcher\.io\/by-kubectl created/);
   const row = page.locator('tr[data-patchjob="by-kubectl"]');
-  await row.locator('[data-field="phase"]', { hasText: "Succeeded" }).waitFor({ timeout: 600_000 });
+  await row.locator('[data-field="phase"]', { hasText: "NoOp" }).waitFor({ timeout: 600_000 });
   assert.match(
     await row.locator('[data-field="patched"]').innerText(),
     /bookworm-vuln-patched@sha256:[0-9a-f]{64}/,

@@ -330,6 +330,30 @@ export function patchHandler(deps: WorkerDeps) {
         (n, u) => n + Math.max(1, u.vulnerabilityIDs?.length ?? 0),
         0,
       );
+      if (result.adopted && (pj.status?.attempts ?? 1) <= 1) {
+        // A first attempt that finds the target already holding this patch did nothing
+        // itself: another PatchJob (or an earlier generation) made that image. A later
+        // attempt adopting is this PatchJob's own push, whose worker died before recording
+        // it: that one is Succeeded, below.
+        const message = `${result.patchedRef}@${result.patchedDigest} already holds this patch (${result.verification.fixedCVEs.length} CVEs fixed): nothing to do`;
+        await finish(pj, (p) =>
+          markNoOp(
+            p,
+            message,
+            {
+              patchedImage: { reference: result.patchedRef, digest: result.patchedDigest },
+              vulnerabilities: counts(p, fixedFindings),
+              fixedCVEs: result.verification.fixedCVEs,
+            },
+            new Date(),
+            Reason.AlreadyPatched,
+          ),
+        );
+        deps.events.normal(pj, "NoOp", message);
+        log.info({ digest: result.patchedDigest }, message);
+        outcome("noop");
+        return ACK;
+      }
       const vexConfigMap =
         result.vex && deps.saveVex
           ? await deps

@@ -106,6 +106,20 @@ test("worker - a PatchJob for the vulnerable image ends Succeeded with a real di
     undefined,
     "nothing pushed",
   );
+
+  // Another PatchJob for the same source and target: the tag already holds this patch.
+  // Its first attempt made nothing, so NoOp (AlreadyPatched), pointing at the image.
+  await createPatchJob(kc, NS, "debian-twin", spec);
+  const twin = await waitForPhase(kc, NS, "debian-twin", ["Succeeded", "Failed", "NoOp"]);
+  assert.equal(twin.status?.phase, "NoOp", twin.status?.message);
+  assert.equal(twin.status?.reason, "AlreadyPatched");
+  assert.deepEqual(twin.status?.patchedImage, ref, "the image that holds the patch");
+  assert.deepEqual(twin.status?.fixedCVEs, expected);
+  assert.equal(
+    (await registry.manifestFor(parseImageRef(ref.reference!)))?.digest,
+    ref.digest,
+    "the tag is unchanged",
+  );
 });
 
 test("worker - BuildKit down: retried with backoff, then Failed with a clear reason; nothing left Running", async (t) => {

@@ -1,5 +1,5 @@
 // buildkitd (built from the Go module proxy) as root with the OCI worker on Debian's
-// runc, host networking, the local registry as plain HTTP, and docker.io and ghcr.io
+// runc, host networking, the local registry as plain HTTP, and docker.io, ghcr.io and gcr.io
 // mirrored to it so copa's Debian tooling image resolves without internet.
 import { mkdir, writeFile } from "node:fs/promises";
 import { execFile } from "node:child_process";
@@ -33,7 +33,8 @@ export function buildkitdConfig(opts: {
     '  snapshotter = "overlayfs"',
     '  networkMode = "host"',
     "  gc = true",
-    "  gckeepstorage = 10000",
+    // A size with its unit: a bare number is bytes (BuildKit would prune all after each build).
+    '  gckeepstorage = "10GB"',
     "[worker.containerd]",
     "  enabled = false",
     ...[opts.registry, ...(opts.extraRegistries ?? [])].flatMap((r) => [
@@ -43,6 +44,9 @@ export function buildkitdConfig(opts: {
     '[registry."docker.io"]',
     `  mirrors = [${JSON.stringify(opts.registry)}]`,
     '[registry."ghcr.io"]',
+    `  mirrors = [${JSON.stringify(opts.registry)}]`,
+    // The copa runner's distroless base (cluster images, test/env/cluster-images.ts).
+    '[registry."gcr.io"]',
     `  mirrors = [${JSON.stringify(opts.registry)}]`,
     "",
   ].join("\n");

@@ -13,7 +13,7 @@ export interface ControlPlane {
   etcd: Component;
   apiserver: Component;
   controllerManager?: Component;
-  /** https://127.0.0.1:PORT */
+  /** https://ADDRESS:PORT */
   server: string;
   etcdURL: string;
   /** Admin kubeconfig (system:masters). */
@@ -28,6 +28,12 @@ export interface ControlPlaneOptions {
   controllerManager?: boolean;
   /** etcd backend quota; raise it for the scale benchmarks. @default 8 GiB */
   etcdQuotaBytes?: number;
+  /**
+   * Where the apiserver listens and what it advertises. @default 127.0.0.1. A real node
+   * puts it on the node's bridge address, so Pods reach it (through the `kubernetes`
+   * Service) and it reaches the kubelet.
+   */
+  address?: string;
   /** Each component is pushed here before it starts, so a caller can stop them all if a later one fails. */
   started: Component[];
 }
@@ -70,7 +76,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const pki = join(opts.dir, "pki");
   await mkdir(pki, { recursive: true });
   const ca = await makeCA(pki, "ca", "/CN=vuln-patcher-dev-ca/O=vuln-patcher");
-  const [serving, admin, kcm, sa] = await Promise.all([
+  const address = opts.address ?? "127.0.0.1";
+  const [serving, admin, kcm, sa, kubeletClient] = await Promise.all([
     makeLeaf(pki, ca, "apiserver", {
       commonName: "kube-apiserver",
       serverSANs: [
@@ -80,11 +87,17 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         "DNS:kubernetes.default.svc",
         "IP:127.0.0.1",
         "IP:10.0.0.1",
+        ...(address === "127.0.0.1" ? [] : [`IP:${address}`]),
       ],
     }),
     makeLeaf(pki, ca, "admin", { commonName: "admin", organizations: ["system:masters"] }),
     makeLeaf(pki, ca, "kube-controller-manager", { commonName: "system:kube-controller-manager" }),
     makeCA(pki, "sa", "/CN=service-accounts"),
+    // For logs and exec: the apiserver's client certificate towards kubelets.
+    makeLeaf(pki, ca, "apiserver-kubelet-client", {
+      commonName: "kube-apiserver-kubelet-client",
+      organizations: ["system:masters"],
+    }),
   ]);
 
   const etcdPort = await freePort();
@@ -112,8 +125,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     }),
   );
 
-  const port = await freePort();
-  const server = `https://127.0.0.1:${port}`;
+  const port = await freePort(address);
+  const server = `https://${address}:${port}`;
   const apiserver = await launch(
     opts.started,
     new Component({
@@ -121,8 +134,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       command: goBinary("kube-apiserver"),
       args: [
         `--etcd-servers=${etcdURL}`,
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        `--bind-address=${address}`,
+        `--advertise-address=${address}`,
+        `--kubelet-client-certificate=${kubeletClient.cert}`,
+        `--kubelet-client-key=${kubeletClient.key}`,
+        `--kubelet-certificate-authority=${ca.cert}`,
+        "--kubelet-preferred-address-types=InternalIP",
         `--secure-port=${port}`,
         `--cert-dir=${pki}`,
         `--tls-cert-file=${serving.cert}`,

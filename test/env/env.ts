@@ -21,6 +21,7 @@ import {
   type SeededIndex,
 } from "./images.ts";
 import { ensureEmulation } from "./qemu.ts";
+import { drainNode, NODE_IP, prepareNodeHost, startNode, undoNodeHost, type Node } from "./node.ts";
 
 export interface EnvOptions {
   /** Data and log directory. @default a new temp dir, removed on stop */
@@ -46,6 +47,13 @@ export interface EnvOptions {
    * with the tooling tags as indexes. Needs buildkit. @default false
    */
   multiArch?: boolean;
+  /**
+   * A real node: containerd, kubelet, kube-scheduler, kube-proxy and CoreDNS on a bridge
+   * this environment makes, whose address (10.244.0.1) the registry, NATS and the
+   * apiserver then listen on instead of 127.0.0.1, so Pods reach them. Needs root; one
+   * per machine. @default false
+   */
+  node?: boolean;
   /** A second registry that requires basic auth (random password), known to BuildKit, holding the vulnerable image. @default false */
   authRegistry?: boolean;
 }
@@ -75,6 +83,8 @@ export interface Endpoints {
   copa?: string;
   vulnerableImage?: string;
   vulnerableDigest?: string;
+  /** The real node's name, when there is one (Pods run; `dev down` drains it first). */
+  node?: string;
   pids: Record<string, number>;
 }
 
@@ -87,11 +97,13 @@ export class Env implements AsyncDisposable {
   readonly images?: SeededImages;
   readonly authRegistry?: AuthRegistry;
   readonly multiArch?: SeededIndex;
+  readonly node?: Node;
   /** In start order. */
   readonly components: Component[];
   #ownDir: boolean;
   #keepDir: boolean;
   #cleanups: Array<() => Promise<void>>;
+  #stopped = false;
 
   constructor(init: {
     dir: string;
@@ -105,6 +117,7 @@ export class Env implements AsyncDisposable {
     images?: SeededImages;
     authRegistry?: AuthRegistry;
     multiArch?: SeededIndex;
+    node?: Node;
     /** Undone after the processes stop (host changes such as binfmt registrations). */
     cleanups?: Array<() => Promise<void>>;
   }) {
@@ -119,6 +132,7 @@ export class Env implements AsyncDisposable {
     this.images = init.images;
     this.authRegistry = init.authRegistry;
     this.multiArch = init.multiArch;
+    this.node = init.node;
     this.#cleanups = init.cleanups ?? [];
   }
 
@@ -161,11 +175,19 @@ export class Env implements AsyncDisposable {
       copa: this.buildkit ? goBinary("copa") : undefined,
       vulnerableImage: this.images?.vulnerable,
       vulnerableDigest: this.images?.vulnerableDigest,
+      node: this.node?.name,
       pids,
     };
   }
 
   async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    // Pods go while the kubelet still runs, so it unmounts and tears down their sandboxes.
+    if (this.node && this.controlPlane)
+      await Promise.resolve()
+        .then(() => drainNode(this.kubeConfig()))
+        .catch(() => {});
     await stopAll(this.components);
     for (const c of this.#cleanups.splice(0).reverse()) await c().catch(() => {});
     if (this.#ownDir && !this.#keepDir) await rm(this.dir, { recursive: true, force: true }).catch(() => {});
@@ -188,6 +210,10 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
   const wantImages = opts.images ?? wantBuildkit;
   if (wantKube) tools.push("kube");
   if (wantBuildkit) tools.push("buildkit", "copa");
+  if (opts.node) {
+    if (!wantKube) throw new Error("node needs kube");
+    tools.push("node");
+  }
   if (tools.length) await ensureGoTools(tools);
 
   const ownDir = opts.dir === undefined;
@@ -196,9 +222,17 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
   const started: Component[] = [];
   const cleanups: Array<() => Promise<void>> = [];
   try {
-    const nats = (opts.nats ?? true) ? await natsServer(dir) : undefined;
+    let address = "127.0.0.1";
+    if (opts.node) {
+      const record = await prepareNodeHost(dir);
+      cleanups.push(() => undoNodeHost(record));
+      address = NODE_IP;
+    }
+    const nats = (opts.nats ?? true) ? await natsServer(dir, address) : undefined;
     const registry =
-      (opts.registry ?? true) || wantBuildkit || wantImages ? await registryServer(dir) : undefined;
+      (opts.registry ?? true) || wantBuildkit || wantImages || opts.node
+        ? await registryServer(dir, undefined, { address })
+        : undefined;
     const side = [nats?.component, registry?.component].filter((c): c is Component => !!c);
     started.push(...side);
     const [controlPlane] = await Promise.all([
@@ -207,11 +241,22 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
             dir,
             controllerManager: opts.controllerManager ?? true,
             etcdQuotaBytes: opts.etcdQuotaBytes,
+            address,
             started,
           })
         : undefined,
       ...side.map((c) => c.start()),
     ]);
+    const node = opts.node
+      ? await startNode({
+          dir,
+          kc: loadKubeConfig(controlPlane!.kubeconfig),
+          server: controlPlane!.server,
+          ca: controlPlane!.ca,
+          registry: registry!.host,
+          started,
+        })
+      : undefined;
     let authReg: { registry: Registry; auth: RegistryAuth } | undefined;
     if (opts.authRegistry) {
       const auth = await makeRegistryAuth(dir);
@@ -266,9 +311,12 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
       images,
       authRegistry,
       multiArch,
+      node,
       cleanups,
     });
   } catch (err) {
+    if (opts.node && started.some((c) => c.name === "kubelet"))
+      await drainNode(loadKubeConfig(join(dir, "kubeconfig")), 15_000).catch(() => {});
     await stopAll(started);
     for (const c of cleanups.reverse()) await c().catch(() => {});
     if (ownDir && process.env.KEEP_ENV !== "1")

@@ -7,7 +7,7 @@ import { compareDpkg } from "../../src/api/version.ts";
 import { REPORT_GROUP, REPORT_VERSION, REPORT_KIND } from "../../src/api/report.ts";
 import { securityPackages, securityUpdates } from "./debian.ts";
 import { parseImageRef } from "../../src/api/imageref.ts";
-import { RegistryClient } from "../../src/registry/client.ts";
+import { testRegistryClient } from "./registry.ts";
 import { readPackageDB } from "../../src/registry/pkgdb.ts";
 
 export interface HonestReportInput {
@@ -89,7 +89,7 @@ export async function honestReportForImage(
   tag?: string,
   platform = "linux/amd64",
 ): Promise<Record<string, unknown>> {
-  const registry = new RegistryClient();
+  const registry = testRegistryClient();
   const image = parseImageRef(imageRef);
   const ref = tag ? { ...image, tag, digest: undefined } : image;
   const src = await registry.manifestFor(ref, platform);
@@ -111,7 +111,7 @@ export async function honestReportForImage(
 
 /** Real updates (bookworm-security versions, changelog CVE ids) for some packages of an image. */
 export async function imageSecurityUpdates(imageRef: string, names: string[]) {
-  const registry = new RegistryClient();
+  const registry = testRegistryClient();
   const image = parseImageRef(imageRef);
   const m = await registry.manifestFor(image);
   if (!m) throw new Error(`${imageRef} not found`);

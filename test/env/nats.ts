@@ -10,19 +10,19 @@ export interface NatsServer {
   monitorURL: string;
 }
 
-/** nats-server (Debian's) with JetStream, its store in `dir/nats`. */
-export async function natsServer(dir: string): Promise<NatsServer> {
-  const port = await freePort();
-  const monitor = await freePort();
+/** nats-server (Debian's) with JetStream, its store in `dir/nats`, on `address` (clients); monitoring there too. */
+export async function natsServer(dir: string, address = "127.0.0.1"): Promise<NatsServer> {
+  const port = await freePort(address);
+  const monitor = await freePort(address);
   const store = join(dir, "nats");
   await mkdir(store, { recursive: true });
-  const monitorURL = `http://127.0.0.1:${monitor}`;
+  const monitorURL = `http://${address}:${monitor}`;
   const component = new Component({
     name: "nats-server",
     command: systemBinary("nats-server", "nats-server"),
     args: [
       "-a",
-      "127.0.0.1",
+      address,
       "-p",
       String(port),
       "-m",
@@ -36,5 +36,5 @@ export async function natsServer(dir: string): Promise<NatsServer> {
     logDir: dir,
     ready: async () => (await httpStatus(`${monitorURL}/healthz?js-enabled-only=true`)) === 200,
   });
-  return { component, url: `nats://127.0.0.1:${port}`, monitorURL };
+  return { component, url: `nats://${address}:${port}`, monitorURL };
 }

@@ -2,13 +2,13 @@ import { createServer } from "node:net";
 import { request as httpsRequest } from "node:https";
 import { request as httpRequest } from "node:http";
 
-/** A free TCP port on 127.0.0.1 (the kernel picks it; there is a small window before the component binds it). */
-export function freePort(): Promise<number> {
+/** A free TCP port on `host` (the kernel picks it; there is a small window before the component binds it). */
+export function freePort(host = "127.0.0.1"): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
     srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
+    srv.listen(0, host, () => {
       const addr = srv.address();
       srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
     });

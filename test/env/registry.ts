@@ -3,6 +3,18 @@ import { join } from "node:path";
 import { Component } from "./component.ts";
 import { freePort, httpStatus } from "./net.ts";
 import { systemBinary } from "./tools.ts";
+import { RegistryClient } from "../../src/registry/client.ts";
+
+/**
+ * Registries of this process's environments that serve plain HTTP on a non-loopback
+ * address (a real node's bridge): the test helpers' registry clients allow them.
+ */
+export const plainHTTPRegistries = new Set<string>();
+
+/** A registry client for test helpers: plain HTTP to loopback and to the environments' registries. */
+export function testRegistryClient(): RegistryClient {
+  return new RegistryClient({ insecureHosts: [...plainHTTPRegistries] });
+}
 
 export interface Registry {
   component: Component;
@@ -18,14 +30,20 @@ export interface RegistryAuth {
   htpasswd: string;
 }
 
-/** Debian's docker-registry (distribution 2.8) over plain HTTP on loopback; with `auth`, basic auth is required. */
+/**
+ * Debian's docker-registry (distribution 2.8) over plain HTTP on loopback (or on the
+ * node's bridge address, `opts.address`, when Pods pull from it); with `auth`, basic
+ * auth is required.
+ */
 export async function registryServer(
   dir: string,
   dataDir = join(dir, "registry"),
-  opts: { name?: string; auth?: RegistryAuth } = {},
+  opts: { name?: string; auth?: RegistryAuth; address?: string } = {},
 ): Promise<Registry> {
-  const port = await freePort();
-  const host = `127.0.0.1:${port}`;
+  const address = opts.address ?? "127.0.0.1";
+  const port = await freePort(address);
+  const host = `${address}:${port}`;
+  if (address !== "127.0.0.1") plainHTTPRegistries.add(host);
   await mkdir(dataDir, { recursive: true });
   const name = opts.name ?? "docker-registry";
   const config = join(dir, `${name}.yml`);

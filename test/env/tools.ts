@@ -15,13 +15,22 @@ export function cacheDir(): string {
   return process.env.VULN_PATCHER_CACHE ?? join(homedir(), ".cache", "vuln-patcher");
 }
 
-export type GoComponent = "kube" | "buildkit" | "copa" | "helm";
+export type GoComponent = "kube" | "buildkit" | "copa" | "helm" | "node";
 
 const BINARIES: Record<GoComponent, string[]> = {
   kube: ["kube-apiserver", "kube-controller-manager", "kubectl"],
   buildkit: ["buildkitd", "buildctl"],
   copa: ["copa"],
   helm: ["helm"],
+  node: [
+    "kubelet",
+    "kube-scheduler",
+    "kube-proxy",
+    "coredns",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "pause",
+  ],
 };
 
 /** Path of a Go-built binary in the cache (a symlink to its versioned file). */
