@@ -48,35 +48,53 @@ test("dev - up --json, kubectl get ns, status, down: no process left", async () 
   assert.equal((status as { code?: number }).code, 1);
 });
 
-test("dev - up --node twice, each followed by down: the node is Ready, and down undoes every host change", async () => {
-  const name = `test-node-${process.pid}`;
+test("dev - up --node, down, up again; a node whose owner vanished is reclaimed by the next up; down undoes every host change", async () => {
   const before = await hostState("/nonexistent-vuln-patcher-env");
-  for (const round of [1, 2]) {
-    const up = await run(process.execPath, [...cli, "dev", "up", "--node", "--json", "--name", name], {
+  const names = ["a", "b", "c"].map((n) => `test-node-${n}-${process.pid}`);
+  const up = async (name: string) => {
+    const out = await run(process.execPath, [...cli, "dev", "up", "--node", "--json", "--name", name], {
       cwd: REPO_ROOT,
       timeout: 300_000,
     });
-    const state = JSON.parse(up.stdout) as {
+    const state = JSON.parse(out.stdout) as {
       dir: string;
       kubeconfig: string;
       node: string;
       registry: string;
+      pids: Record<string, number>;
     };
-    try {
-      assert.equal(state.node, "vp-node");
-      assert.match(state.registry, /^10\.244\.0\.1:\d+$/, "Pods reach the registry on the node's bridge");
-      const nodes = await run(goBinary("kubectl"), ["--kubeconfig", state.kubeconfig, "get", "nodes"]);
-      assert.match(nodes.stdout, /vp-node\s+Ready/, `round ${round}`);
-    } finally {
-      await run(process.execPath, [...cli, "dev", "down", "--name", name], { timeout: 180_000 });
-    }
-    const after = await hostState(state.dir);
-    assert.deepEqual(after.processes, [], `round ${round}: no process`);
-    assert.deepEqual(after.mounts, [], `round ${round}: no mount`);
-    assert.equal(after.bridge, false, `round ${round}: no bridge`);
-    assert.deepEqual(after.chains, before.chains, `round ${round}: no iptables chain of ours`);
-    assert.deepEqual(after.cgroups, [], `round ${round}: no kubepods cgroup`);
-    assert.equal(after.ipForward, before.ipForward, `round ${round}: ip_forward as it was`);
-    assert.deepEqual(after.hostDirs, before.hostDirs, `round ${round}: no host directory left`);
+    assert.equal(state.node, "vp-node");
+    assert.match(state.registry, /^10\.244\.0\.1:\d+$/, "Pods reach the registry on the node's bridge");
+    const nodes = await run(goBinary("kubectl"), ["--kubeconfig", state.kubeconfig, "get", "nodes"]);
+    assert.match(nodes.stdout, /vp-node\s+Ready/, name);
+    return state;
+  };
+  const down = (name: string) =>
+    run(process.execPath, [...cli, "dev", "down", "--name", name], { timeout: 180_000 });
+  const assertClean = async (dir: string, what: string) => {
+    const after = await hostState(dir);
+    assert.deepEqual(after.processes, [], `${what}: no process`);
+    assert.deepEqual(after.mounts, [], `${what}: no mount`);
+    assert.equal(after.bridge, false, `${what}: no bridge`);
+    assert.deepEqual(after.chains, before.chains, `${what}: no iptables chain of ours`);
+    assert.deepEqual(after.cgroups, [], `${what}: no kubepods cgroup`);
+    assert.equal(after.ipForward, before.ipForward, `${what}: ip_forward as it was`);
+    assert.deepEqual(after.hostDirs, before.hostDirs, `${what}: no host directory left`);
+  };
+  try {
+    const a = await up(names[0]!);
+    await down(names[0]!);
+    await assertClean(a.dir, "after down");
+    // b is never brought down by its owner (as when a test process is SIGKILLed): c's up
+    // must find b's node and reclaim it first.
+    const b = await up(names[1]!);
+    const c = await up(names[2]!);
+    assert.deepEqual(Object.values(b.pids).filter(isAlive), [], "the stale node's processes were stopped");
+    await down(names[2]!);
+    await assertClean(c.dir, "after reclaim and down");
+    await down(names[1]!);
+    await assertClean(b.dir, "the stale environment's down changes nothing");
+  } finally {
+    for (const n of names) await down(n).catch(() => {});
   }
 });

@@ -146,7 +146,9 @@ async function devDown(name: string): Promise<number> {
     .then((t) => JSON.parse(t) as NodeHostRecord)
     .catch(() => undefined);
   // Pods go while the kubelet still runs, so it unmounts and tears down their sandboxes.
-  if (state.node && state.kubeconfig && existsSync(state.kubeconfig))
+  // Only through a live apiserver: a dead one's address may route nowhere (the bridge is gone).
+  const apiserver = state.pids["kube-apiserver"];
+  if (state.node && state.kubeconfig && existsSync(state.kubeconfig) && apiserver && isAlive(apiserver))
     await drainNode(loadKubeConfig(state.kubeconfig)).catch(() => {});
   for (const proc of [...state.order].reverse()) {
     const pid = state.pids[proc];

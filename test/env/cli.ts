@@ -6,6 +6,7 @@ import { REPO_ROOT, goBinary } from "./tools.ts";
 import { isAlive, stopPid } from "./process.ts";
 import { httpStatus } from "./net.ts";
 import { waitFor } from "./wait.ts";
+import { plainHTTPRegistries } from "./registry.ts";
 
 export interface CliProcess {
   child: ChildProcess;
@@ -120,5 +121,7 @@ export function localWorkerArgs(env: {
     goBinary("copa"),
     "--buildkit-addr",
     env.buildkitAddr,
+    // A real node's registry serves plain HTTP on the bridge, not on loopback.
+    ...[...plainHTTPRegistries].flatMap((r) => ["--insecure-registry", r]),
   ];
 }

@@ -13,7 +13,7 @@
 // from npm's cache. Every other step of each Dockerfile runs as written (the runtime
 // stages' apt-get included, on the host's network like the tests' copa runs).
 import { execFile } from "node:child_process";
-import { existsSync, realpathSync } from "node:fs";
+import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { chmod, copyFile, cp, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -152,14 +152,32 @@ async function buildStageContext(dir: string): Promise<string> {
     verbatimSymlinks: true,
   });
   await copyFile(join(REPO_ROOT, "package.json"), join(src, "package.json"));
-  await sh(
-    join(REPO_ROOT, "node_modules", ".bin", "tsc"),
-    ["-p", "tsconfig.build.json", "--outDir", join(src, "dist")],
-    {
-      cwd: REPO_ROOT,
-    },
-  );
+  // The checkout's own build when it is newer than every source file (`npm test` builds
+  // first); otherwise compile here.
+  const built = join(REPO_ROOT, "dist", "src", "cli", "main.js");
+  const sources = ["src", "test/env", "charts/vuln-patcher/crds", "tsconfig.json", "tsconfig.build.json"];
+  if (existsSync(built) && statSync(built).mtimeMs > newestMtime(sources.map((d) => join(REPO_ROOT, d))))
+    await cp(join(REPO_ROOT, "dist"), join(src, "dist"), { recursive: true });
+  else
+    await sh(
+      join(REPO_ROOT, "node_modules", ".bin", "tsc"),
+      ["-p", "tsconfig.build.json", "--outDir", join(src, "dist")],
+      { cwd: REPO_ROOT },
+    );
   return ctx;
+}
+
+/** The newest modification time of the files under `paths`. */
+function newestMtime(paths: string[]): number {
+  let newest = 0;
+  const walk = (p: string): void => {
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (!st) return;
+    if (st.isDirectory()) for (const e of readdirSync(p)) walk(join(p, e));
+    else newest = Math.max(newest, st.mtimeMs);
+  };
+  for (const p of paths) walk(p);
+  return newest;
 }
 
 /** buildctl build of one Dockerfile of the repository; resolves the pushed digest. */
@@ -171,6 +189,8 @@ async function buildDockerfile(o: {
   contexts: Record<string, string>;
   /** Where buildctl writes its metadata file. */
   metaDir: string;
+  /** A BuildKit cache kept across environments (imported, then exported again). */
+  cacheDir?: string;
 }): Promise<string> {
   const meta = join(o.metaDir, `metadata-${Date.now()}.json`);
   const args = [
@@ -191,6 +211,11 @@ async function buildDockerfile(o: {
     "--metadata-file",
     meta,
   ];
+  if (o.cacheDir) {
+    const cache = join(o.cacheDir, o.dockerfile);
+    if (existsSync(join(cache, "index.json"))) args.push("--import-cache", `type=local,src=${cache}`);
+    args.push("--export-cache", `type=local,dest=${cache},mode=max`);
+  }
   for (const [name, path] of Object.entries(o.contexts)) {
     args.push("--opt", `context:${name}=local:${name}`, "--local", `${name}=${path}`);
   }
@@ -226,6 +251,11 @@ export async function buildClusterImages(o: {
   registry: string;
   buildkitAddr: string;
   tag?: string;
+  /**
+   * Keep BuildKit's cache for these builds here, across environments (each environment's
+   * BuildKit starts empty). Without it every build in a new environment is cold.
+   */
+  cacheDir?: string;
 }): Promise<ClusterImages> {
   const tag = o.tag ?? "dev";
   const ctx = join(o.dir, "image-contexts");
@@ -249,6 +279,7 @@ export async function buildClusterImages(o: {
       dockerfile: "Dockerfile",
       ref: `${repo("vuln-patcher")}:${tag}`,
       metaDir: ctx,
+      cacheDir: o.cacheDir,
       contexts: { copa: join(ctx, "copa"), build },
     }),
   );
@@ -258,6 +289,7 @@ export async function buildClusterImages(o: {
       dockerfile: "Dockerfile.copa",
       ref: `${repo("copa-runner")}:${tag}`,
       metaDir: ctx,
+      cacheDir: o.cacheDir,
       contexts: { copa: join(ctx, "copa") },
     }),
   );
@@ -267,6 +299,7 @@ export async function buildClusterImages(o: {
       dockerfile: "Dockerfile.buildkit",
       ref: `${repo("buildkit")}:${tag}`,
       metaDir: ctx,
+      cacheDir: o.cacheDir,
       contexts: { buildkit: join(ctx, "buildkit") },
     }),
   );

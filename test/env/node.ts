@@ -268,6 +268,12 @@ export async function prepareNodeHost(dir: string): Promise<NodeHostRecord> {
 
 /** Undo what the node did to the host; run after its processes have stopped. Idempotent. */
 export async function undoNodeHost(record: NodeHostRecord): Promise<void> {
+  for (const m of await mountsUnder(record.dir)) await quiet("umount", ["-l", m]);
+  // The machine-wide record is written before the first host change and removed after the
+  // last undo. Without it, or naming another node (this one was reclaimed, and the host
+  // state is that node's now), there is nothing of ours to undo.
+  const machine = await readFile(machineRecordPath(), "utf8").catch(() => "");
+  if (!machine || (JSON.parse(machine) as NodeHostRecord).dir !== record.dir) return;
   // Containers and shims that outlived containerd (a Pod the drain did not get to).
   kill([...(await podPids()), ...(await pidsMentioning([join(record.dir, "node", "containerd")]))]);
   for (const m of await mountsUnder(record.dir)) await quiet("umount", ["-l", m]);
@@ -280,9 +286,7 @@ export async function undoNodeHost(record: NodeHostRecord): Promise<void> {
   // libcni's result cache, containerd's shim sockets: host paths they hard-code.
   await rm("/var/lib/cni/results", { recursive: true, force: true }).catch(() => {});
   for (const d of record.hostDirsMade ?? []) await rm(d, { recursive: true, force: true }).catch(() => {});
-  const machine = await readFile(machineRecordPath(), "utf8").catch(() => "");
-  if (machine && (JSON.parse(machine) as NodeHostRecord).dir === record.dir)
-    await rm(machineRecordPath(), { force: true });
+  await rm(machineRecordPath(), { force: true });
 }
 
 /** A pause image from the pause program, pushed to the registry as pause:3.10. */
@@ -646,7 +650,7 @@ function ignoreConflict(err: unknown): void {
 }
 
 /**
- * Before the node's processes stop: no more Pods (Deployments scaled to 0, Jobs deleted,
+ * Before the node's processes stop: no more Pods (Deployments, ReplicaSets and Jobs deleted,
  * every Pod deleted with grace 0, again until none is left) and no container process,
  * while the kubelet still runs, so it tears down sandboxes, mounts and network
  * namespaces itself. What is left after `timeoutMs` is killed by undoNodeHost.
@@ -655,13 +659,23 @@ export async function drainNode(kc: KubeConfig, timeoutMs = 30_000): Promise<voi
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
   const batch = kc.makeApiClient(BatchV1Api);
+  // Deployments and their ReplicaSets first, or new Pods replace the ones we delete.
   const deps = await apps.listDeploymentForAllNamespaces().catch(() => undefined);
   for (const d of deps?.items ?? [])
     await apps
-      .patchNamespacedDeploymentScale({
+      .deleteNamespacedDeployment({
         namespace: d.metadata!.namespace!,
         name: d.metadata!.name!,
-        body: { spec: { replicas: 0 } },
+        propagationPolicy: "Orphan",
+      })
+      .catch(() => {});
+  const sets = await apps.listReplicaSetForAllNamespaces().catch(() => undefined);
+  for (const r of sets?.items ?? [])
+    await apps
+      .deleteNamespacedReplicaSet({
+        namespace: r.metadata!.namespace!,
+        name: r.metadata!.name!,
+        propagationPolicy: "Orphan",
       })
       .catch(() => {});
   const jobs = await batch.listJobForAllNamespaces().catch(() => undefined);
