@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { markNoOp, markQueued, markRunning, Phase, Reason, type PatchJob } from "./patchjob.ts";
+import { markNoOp, markPending, markQueued, markRunning, Phase, Reason, type PatchJob } from "./patchjob.ts";
 
 function pj(generation: number, status?: PatchJob["status"]): PatchJob {
   return {
@@ -24,6 +24,9 @@ test("patchjob - attempts count per generation: a retry of the same generation k
   const queued = markQueued(next);
   assert.equal(queued.attempts, undefined, "a new generation starts again");
   assert.equal(markRunning({ ...next, status: queued }, "w1").attempts, 1);
+  // Whatever status is written first for the new generation (a policy gate, say).
+  assert.equal(markPending(pj(2, again.status)).attempts, undefined);
+  assert.equal(markRunning(pj(2, again.status), "w1").attempts, 1, "never counts on from the old generation");
 });
 
 test("patchjob - markNoOp: NothingToUpdate by default, AlreadyPatched when asked, with the image that holds the patch", () => {

@@ -241,12 +241,15 @@ export function getCondition(pj: Pick<PatchJob, "status">, type: string): Condit
 // ---- transitions: each returns a new status ----
 
 function base(pj: PatchJob, phase: Phase, reason: Reason, message: string): PatchJobStatus {
+  const gen = pj.metadata.generation ?? 0;
   return {
     ...pj.status,
     phase,
     reason,
     message: message.slice(0, 4096),
-    observedGeneration: pj.metadata.generation ?? 0,
+    observedGeneration: gen,
+    // Attempts count per generation: the first status written for a new one starts again.
+    attempts: pj.status?.observedGeneration === gen ? pj.status?.attempts : undefined,
   };
 }
 
@@ -262,8 +265,6 @@ export function markQueued(pj: PatchJob, now = new Date()): PatchJobStatus {
   const gen = pj.metadata.generation ?? 0;
   return {
     ...base(pj, Phase.Queued, Reason.Published, "published to the patch queue"),
-    // Attempts count per generation: a new generation starts again from none.
-    attempts: pj.status?.observedGeneration === gen ? pj.status?.attempts : undefined,
     queuedTime: nowRFC3339(now),
     startTime: undefined,
     completionTime: undefined,
@@ -300,9 +301,10 @@ export function markPublishFailed(pj: PatchJob, message: string, now = new Date(
 }
 
 export function markRunning(pj: PatchJob, worker: string, now = new Date()): PatchJobStatus {
+  const attempt = (base(pj, Phase.Running, Reason.Claimed, "").attempts ?? 0) + 1;
   return {
-    ...base(pj, Phase.Running, Reason.Claimed, `patching (attempt ${(pj.status?.attempts ?? 0) + 1})`),
-    attempts: (pj.status?.attempts ?? 0) + 1,
+    ...base(pj, Phase.Running, Reason.Claimed, `patching (attempt ${attempt})`),
+    attempts: attempt,
     startTime: nowRFC3339(now),
     completionTime: undefined,
     worker,

@@ -2,10 +2,12 @@
 // leaves no process behind.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { promisify } from "node:util";
 import { join } from "node:path";
-import { goBinary, isAlive, REPO_ROOT } from "../../test/env/index.ts";
+import { cacheDir, goBinary, isAlive, REPO_ROOT } from "../../test/env/index.ts";
 import { hostState } from "../../test/env/node.ts";
 
 const run = promisify(execFile);
@@ -48,20 +50,17 @@ test("dev - up --json, kubectl get ns, status, down: no process left", async () 
   assert.equal((status as { code?: number }).code, 1);
 });
 
-test("dev - up --node, down, up again; a node whose owner vanished is reclaimed by the next up; down undoes every host change", async () => {
+test("dev - up --node, down, up again; a node whose owner was SIGKILLed is reclaimed by the next up; a kept one is refused; down undoes every host change", async () => {
   const before = await hostState("/nonexistent-vuln-patcher-env");
-  const names = ["a", "b", "c"].map((n) => `test-node-${n}-${process.pid}`);
+  const [a, c, d] = ["a", "c", "d"].map((n) => `test-node-${n}-${process.pid}`) as [string, string, string];
+  const upArgs = (name: string) => [...cli, "dev", "up", "--node", "--json", "--name", name];
   const up = async (name: string) => {
-    const out = await run(process.execPath, [...cli, "dev", "up", "--node", "--json", "--name", name], {
-      cwd: REPO_ROOT,
-      timeout: 300_000,
-    });
+    const out = await run(process.execPath, upArgs(name), { cwd: REPO_ROOT, timeout: 300_000 });
     const state = JSON.parse(out.stdout) as {
       dir: string;
       kubeconfig: string;
       node: string;
       registry: string;
-      pids: Record<string, number>;
     };
     assert.equal(state.node, "vp-node");
     assert.match(state.registry, /^10\.244\.0\.1:\d+$/, "Pods reach the registry on the node's bridge");
@@ -79,22 +78,62 @@ test("dev - up --node, down, up again; a node whose owner vanished is reclaimed 
     assert.deepEqual(after.chains, before.chains, `${what}: no iptables chain of ours`);
     assert.deepEqual(after.cgroups, [], `${what}: no kubepods cgroup`);
     assert.equal(after.ipForward, before.ipForward, `${what}: ip_forward as it was`);
+    assert.deepEqual(
+      after.sysctls,
+      before.sysctls,
+      `${what}: the kernel settings the kubelet changed, restored`,
+    );
     assert.deepEqual(after.hostDirs, before.hostDirs, `${what}: no host directory left`);
   };
+  let staleDir: string | undefined;
   try {
-    const a = await up(names[0]!);
-    await down(names[0]!);
-    await assertClean(a.dir, "after down");
-    // b is never brought down by its owner (as when a test process is SIGKILLed): c's up
-    // must find b's node and reclaim it first.
-    const b = await up(names[1]!);
-    const c = await up(names[2]!);
-    assert.deepEqual(Object.values(b.pids).filter(isAlive), [], "the stale node's processes were stopped");
-    await down(names[2]!);
-    await assertClean(c.dir, "after reclaim and down");
-    await down(names[1]!);
-    await assertClean(b.dir, "the stale environment's down changes nothing");
+    const first = await up(a);
+    await down(a);
+    await assertClean(first.dir, "after down");
+
+    // A test process that dies with its node up (SIGKILL: no teardown runs).
+    const owner = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        `import { setup } from ${JSON.stringify(join(REPO_ROOT, "test", "env", "index.ts"))};
+         const env = await setup({ node: true });
+         process.stdout.write(JSON.stringify({ dir: env.dir, pids: env.endpoints().pids }) + "\\n");
+         setInterval(() => {}, 1000);`,
+      ],
+      { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "inherit"] },
+    );
+    const line = await new Promise<string>((resolve, reject) => {
+      let buf = "";
+      owner.stdout!.on("data", (b: Buffer) => {
+        buf += b.toString();
+        if (buf.includes("\n")) resolve(buf.split("\n")[0]!);
+      });
+      owner.once("exit", (code) => reject(new Error(`the owner exited (${code}) before its node was up`)));
+    });
+    const stale = JSON.parse(line) as { dir: string; pids: Record<string, number> };
+    staleDir = stale.dir;
+    owner.kill("SIGKILL");
+    await new Promise((r) => owner.once("exit", r));
+    assert.ok(Object.values(stale.pids).every(isAlive), "the dead owner's node is still running");
+
+    const next = await up(c);
+    assert.deepEqual(Object.values(stale.pids).filter(isAlive), [], "the next up stopped the stale node");
+    assert.deepEqual((await hostState(stale.dir)).mounts, [], "and unmounted what it left");
+    // c is kept by `dev up`: another up must not take it.
+    const refused = await run(process.execPath, upArgs(d), { cwd: REPO_ROOT, timeout: 120_000 }).then(
+      () => 0,
+      (e: { code: number; stderr: string }) => (assert.match(e.stderr, /a node is up already/), e.code),
+    );
+    assert.notEqual(refused, 0, "a second node is refused while one is kept");
+    assert.equal(existsSync(join(cacheDir(), "dev", d)), false, "the refused environment left no directory");
+    await down(c);
+    await assertClean(next.dir, "after reclaim and down");
   } finally {
-    for (const n of names) await down(n).catch(() => {});
+    for (const n of [a, c, d]) await down(n).catch(() => {});
+    if (staleDir) await rm(staleDir, { recursive: true, force: true });
   }
 });

@@ -5,7 +5,13 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setup, cacheDir, isAlive, stopPid, type Endpoints, type Env } from "../../test/env/index.ts";
-import { drainNode, NODE_HOST_RECORD, undoNodeHost, type NodeHostRecord } from "../../test/env/node.ts";
+import {
+  drainNode,
+  markNodeKept,
+  NODE_HOST_RECORD,
+  undoNodeHost,
+  type NodeHostRecord,
+} from "../../test/env/node.ts";
 import { loadKubeConfig } from "../kube/config.ts";
 import { detachFromExitHook } from "../../test/env/process.ts";
 import { UsageError } from "../util/errors.ts";
@@ -106,8 +112,14 @@ async function devUp(name: string, json: boolean, node: boolean): Promise<number
   if (node && process.getuid?.() !== 0)
     throw new UsageError("--node needs root (containerd, kubelet, a bridge)");
   const dir = await prepareDevDir(name);
-  const env = await setup({ dir, buildkit: wantBuildkit(), node });
+  // setup() stops what it started when it fails; the directory is ours to remove.
+  const env = await setup({ dir, buildkit: wantBuildkit(), node }).catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  });
   const state = await keepDevEnv(name, env);
+  // The node outlives this command: no later `up` may take it for a crashed one.
+  if (node) await markNodeKept(dir);
   if (json) process.stdout.write(JSON.stringify(state, null, 2) + "\n");
   else {
     process.stdout.write(

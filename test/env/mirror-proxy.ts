@@ -7,12 +7,14 @@
 //
 // Standalone (no imports from the project): the environment starts it as a child
 // process with Node's own TypeScript support, and stops it by pid.
-//   node mirror-proxy.ts LISTEN_HOST:PORT /debian=http://deb.debian.org/debian ...
+//   node mirror-proxy.ts [--owner-dir=DIR] LISTEN_HOST:PORT /debian=http://deb.debian.org/debian ...
 import { createServer } from "node:http";
 import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { ReadableStream } from "node:stream/web";
 
-const [listen, ...maps] = process.argv.slice(2);
+// --owner-dir=DIR names the environment, so a reclaim finds this process by its directory.
+const [listen, ...maps] = process.argv.slice(2).filter((a) => !a.startsWith("--owner-dir="));
 if (!listen || maps.length === 0) {
   process.stderr.write("usage: mirror-proxy HOST:PORT /prefix=URL ...\n");
   process.exit(2);
@@ -59,7 +61,10 @@ const server = createServer((req, res) => {
       }
       res.writeHead(up.status, out);
       if (!up.body || req.method === "HEAD") return void res.end();
-      Readable.fromWeb(up.body as ReadableStream).pipe(res);
+      // pipeline: an upstream error mid-body ends this response, not the process.
+      pipeline(Readable.fromWeb(up.body as ReadableStream), res).catch((err: Error) =>
+        process.stderr.write(`GET ${target}: ${err.message}\n`),
+      );
     })
     .catch((err: Error) => {
       process.stderr.write(`GET ${target}: ${err.message}\n`);

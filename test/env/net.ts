@@ -2,8 +2,24 @@ import { createServer } from "node:net";
 import { request as httpsRequest } from "node:https";
 import { request as httpRequest } from "node:http";
 
-/** A free TCP port on `host` (the kernel picks it; there is a small window before the component binds it). */
-export function freePort(host = "127.0.0.1"): Promise<number> {
+/** Ports this process handed out: the kernel may offer a just-closed port again. */
+const handedOut = new Set<number>();
+
+/**
+ * A free TCP port on `host` (the kernel picks it; there is a small window before the
+ * component binds it), never one this process handed out before (two components asking
+ * one after the other could otherwise get the same port).
+ */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  for (;;) {
+    const port = await kernelPort(host);
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+}
+
+function kernelPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();

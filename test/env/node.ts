@@ -40,7 +40,25 @@ export const POD_CIDR = "10.244.0.0/24";
 export const NODE_IP = "10.244.0.1";
 const TABLES = ["filter", "nat", "mangle", "raw"];
 /** Directories outside the environment that the node's components make (and we remove if they did). */
-const HOST_DIRS = ["/var/lib/cni", "/run/containerd"];
+const HOST_DIRS = ["/var/lib/cni", "/run/containerd", "/var/log/containers", "/var/log/pods"];
+/** Kernel settings the kubelet sets for itself (protectKernelDefaults off): restored on stop. */
+const SYSCTLS = [
+  "kernel/panic",
+  "kernel/panic_on_oops",
+  "vm/overcommit_memory",
+  "vm/panic_on_oom",
+  "kernel/keys/root_maxkeys",
+  "kernel/keys/root_maxbytes",
+];
+
+async function readSysctls(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const k of SYSCTLS) {
+    const v = await readFile(`/proc/sys/${k}`, "utf8").catch(() => undefined);
+    if (v !== undefined) out[k] = v.trim();
+  }
+  return out;
+}
 
 export interface NodeOptions {
   dir: string;
@@ -71,6 +89,12 @@ export interface NodeHostRecord {
   varLibKubeletMade: boolean;
   /** Host paths the kubelet, libcni and containerd hard-code, made by this node. */
   hostDirsMade?: string[];
+  /** Kernel settings the kubelet changes (/proc/sys paths), as they were. */
+  sysctlsBefore?: Record<string, string>;
+  /** The process that started the node; a dead owner's node is reclaimed by the next one. */
+  owner?: number;
+  /** `dev up` keeps the node beyond its owner: never reclaimed, only `dev down` ends it. */
+  kept?: boolean;
 }
 
 export const NODE_HOST_RECORD = "node-host.json";
@@ -89,8 +113,8 @@ async function chains(): Promise<Set<string>> {
   const out = new Set<string>();
   for (const bin of ["iptables", "ip6tables"])
     for (const t of TABLES) {
-      const text = await sh(bin, ["-t", t, "-S"]).catch(() => "");
-      for (const m of text.matchAll(/^-N ((KUBE|CNI)-\S+)$/gm)) out.add(`${bin} ${t} ${m[1]}`);
+      const text = await sh(bin, ["-w", "5", "-t", t, "-S"]).catch(() => "");
+      for (const m of text.matchAll(/^-N ((KUBE|CNI|VP)-\S+)$/gm)) out.add(`${bin} ${t} ${m[1]}`);
     }
   return out;
 }
@@ -112,8 +136,8 @@ async function removeChains(before: Set<string>): Promise<void> {
   }
   for (const [key, ours] of byTable) {
     const [bin, table] = key.split(" ") as [string, string];
-    for (const chain of ours) await quiet(bin, ["-t", table, "-F", chain]);
-    const rules = await sh(bin, ["-t", table, "-S"]).catch(() => "");
+    for (const chain of ours) await quiet(bin, ["-w", "5", "-t", table, "-F", chain]);
+    const rules = await sh(bin, ["-w", "5", "-t", table, "-S"]).catch(() => "");
     const numbered = new Map<string, number[]>();
     const count = new Map<string, number>();
     for (const line of rules.split("\n")) {
@@ -127,8 +151,9 @@ async function removeChains(before: Set<string>): Promise<void> {
         numbered.set(chain, [...(numbered.get(chain) ?? []), n]);
     }
     for (const [chain, ns] of numbered)
-      for (const n of ns.sort((a, b) => b - a)) await quiet(bin, ["-t", table, "-D", chain, String(n)]);
-    for (const chain of ours) await quiet(bin, ["-t", table, "-X", chain]);
+      for (const n of ns.sort((a, b) => b - a))
+        await quiet(bin, ["-w", "5", "-t", table, "-D", chain, String(n)]);
+    for (const chain of ours) await quiet(bin, ["-w", "5", "-t", table, "-X", chain]);
   }
 }
 
@@ -169,6 +194,7 @@ export async function hostState(dir: string): Promise<{
   ipForward: string;
   hostDirs: string[];
   processes: number[];
+  sysctls: Record<string, string>;
 }> {
   return {
     mounts: await mountsUnder(dir),
@@ -177,7 +203,8 @@ export async function hostState(dir: string): Promise<{
     cgroups: await kubepodsCgroups(),
     ipForward: (await readFile("/proc/sys/net/ipv4/ip_forward", "utf8")).trim(),
     hostDirs: HOST_DIRS.filter((d) => existsSync(d)),
-    processes: [...(await podPids()), ...(await pidsMentioning([dir, `${NODE_IP}:`]))],
+    processes: [...(await podPids()), ...(await pidsMentioning([dir]))],
+    sysctls: await readSysctls(),
   };
 }
 
@@ -187,15 +214,27 @@ function machineRecordPath(): string {
 }
 
 /** Pids of processes whose command line mentions `needle` (our components name their directory). */
-async function pidsMentioning(needles: string[]): Promise<number[]> {
+async function pidsMentioning(dirs: string[]): Promise<number[]> {
+  if (dirs.some((d) => !d.startsWith("/") || d === "/"))
+    throw new Error(`not an environment directory: ${dirs}`);
+  // A directory as a whole path in an argument (`--data-dir=DIR/etcd`, `-conf DIR/x`), never
+  // a prefix of another name (DIR-2).
+  const patterns = dirs.map((d) => new RegExp(`(^|[=:,])${d.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(/|$)`));
   const out: number[] = [];
   for (const e of await readdir("/proc").catch(() => [] as string[])) {
     const pid = Number(e);
     if (!Number.isInteger(pid) || pid === process.pid) continue;
-    const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    if (needles.some((n) => cmd.includes(n))) out.push(pid);
+    const args = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
+    if (args.some((a) => patterns.some((p) => p.test(a)))) out.push(pid);
   }
   return out;
+}
+
+/** Wait (up to `ms`) until none of `pids` is alive. */
+async function gone(pids: number[], ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (pids.some((p) => existsSync(`/proc/${p}`)) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 100));
 }
 
 /** Pids in the node's Pod cgroups: containers whose shim is gone are still there. */
@@ -229,10 +268,25 @@ export async function reclaimStaleNode(): Promise<boolean> {
   const text = await readFile(machineRecordPath(), "utf8").catch(() => undefined);
   if (!text) return false;
   const record = JSON.parse(text) as NodeHostRecord;
-  kill(await pidsMentioning([record.dir, `${NODE_IP}:80`]));
-  await new Promise((r) => setTimeout(r, 300));
+  const ownerAlive = record.owner !== undefined && existsSync(`/proc/${record.owner}`);
+  if (record.kept || ownerAlive)
+    throw new Error(
+      `a node is up already (environment ${record.dir}${record.kept ? ", kept by `dev up`" : `, process ${record.owner}`}): one node per machine; 'vuln-patcher dev down' it first`,
+    );
+  const pids = await pidsMentioning([record.dir]);
+  kill(pids);
+  await gone(pids);
   await undoNodeHost(record);
   return true;
+}
+
+/** `dev up`: the node outlives the process that made it; only `dev down` ends it. */
+export async function markNodeKept(dir: string): Promise<void> {
+  const text = await readFile(machineRecordPath(), "utf8").catch(() => undefined);
+  if (!text) return;
+  const record = JSON.parse(text) as NodeHostRecord;
+  if (record.dir !== dir) return;
+  await writeFile(machineRecordPath(), JSON.stringify({ ...record, kept: true }, null, 2) + "\n");
 }
 
 /**
@@ -243,27 +297,63 @@ export async function reclaimStaleNode(): Promise<boolean> {
 export async function prepareNodeHost(dir: string): Promise<NodeHostRecord> {
   if (process.getuid?.() !== 0) throw new Error("a real node needs root (containerd, kubelet, a bridge)");
   await reclaimStaleNode();
+  // Another Kubernetes on this machine would share cgroups, chains and host paths with us.
+  const foreign = [
+    ...(await kubepodsCgroups()).map((c) => `cgroup ${c}`),
+    ...[...(await chains())].filter((c) => c.split(" ")[2]!.startsWith("KUBE-")).slice(0, 3),
+    ...(existsSync(`/sys/class/net/${BRIDGE}`) ? [`bridge ${BRIDGE}`] : []),
+    ...((await sh("ip", ["-4", "route", "show", POD_CIDR]).catch(() => "")).trim()
+      ? [`a route to ${POD_CIDR}`]
+      : []),
+  ];
+  if (foreign.length)
+    throw new Error(
+      `this machine already runs Kubernetes or another node (${foreign.join(", ")}): the environment's node needs it to itself`,
+    );
   const record: NodeHostRecord = {
     dir,
-    bridgeMade: false,
+    bridgeMade: true,
     ipForwardBefore: (await readFile("/proc/sys/net/ipv4/ip_forward", "utf8")).trim(),
     chainsBefore: [...(await chains())],
     varLibKubeletMade: !existsSync("/var/lib/kubelet"),
     hostDirsMade: HOST_DIRS.filter((d) => !existsSync(d)),
+    sysctlsBefore: await readSysctls(),
+    owner: process.pid,
   };
-  if (existsSync(`/sys/class/net/${BRIDGE}`))
-    throw new Error(
-      `bridge ${BRIDGE} exists already: another environment with a node is up (one node per machine; 'vuln-patcher dev down' it)`,
-    );
   // The record first: whatever happens next, it says what to undo.
-  record.bridgeMade = true;
   await writeFile(join(dir, NODE_HOST_RECORD), JSON.stringify(record, null, 2) + "\n");
   await mkdir(dirname(machineRecordPath()), { recursive: true });
   await writeFile(machineRecordPath(), JSON.stringify(record, null, 2) + "\n");
-  await sh("ip", ["link", "add", BRIDGE, "type", "bridge"]);
-  await sh("ip", ["addr", "add", `${NODE_IP}/24`, "dev", BRIDGE]);
-  await sh("ip", ["link", "set", BRIDGE, "up"]);
+  try {
+    await sh("ip", ["link", "add", BRIDGE, "type", "bridge"]);
+    await sh("ip", ["addr", "add", `${NODE_IP}/24`, "dev", BRIDGE]);
+    await sh("ip", ["link", "set", BRIDGE, "up"]);
+    await fenceNode();
+  } catch (err) {
+    await undoNodeHost(record);
+    throw err;
+  }
   return record;
+}
+
+/**
+ * The node's address is local to this machine, so (weak host model) a neighbour that
+ * routes 10.244.0.1 here could reach what listens there: accept it only from loopback and
+ * the bridge, and let nothing from the Pods be forwarded off the bridge. Our own chain
+ * (VP-NODE), removed with the others on stop.
+ */
+async function fenceNode(): Promise<void> {
+  const ipt = (args: string[]) => sh("iptables", ["-w", "5", ...args]);
+  await ipt(["-N", "VP-NODE"]);
+  await ipt(["-A", "VP-NODE", "-d", `${NODE_IP}/32`, "-i", "lo", "-j", "RETURN"]);
+  await ipt(["-A", "VP-NODE", "-d", `${NODE_IP}/32`, "-i", BRIDGE, "-j", "RETURN"]);
+  await ipt(["-A", "VP-NODE", "-d", `${NODE_IP}/32`, "-j", "DROP"]);
+  await ipt(["-I", "INPUT", "1", "-j", "VP-NODE"]);
+  await ipt(["-N", "VP-NODE-FORWARD"]);
+  await ipt(["-A", "VP-NODE-FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "RETURN"]);
+  await ipt(["-A", "VP-NODE-FORWARD", "-i", BRIDGE, "-j", "DROP"]);
+  await ipt(["-A", "VP-NODE-FORWARD", "-o", BRIDGE, "-j", "DROP"]);
+  await ipt(["-I", "FORWARD", "1", "-j", "VP-NODE-FORWARD"]);
 }
 
 /** Undo what the node did to the host; run after its processes have stopped. Idempotent. */
@@ -275,16 +365,21 @@ export async function undoNodeHost(record: NodeHostRecord): Promise<void> {
   const machine = await readFile(machineRecordPath(), "utf8").catch(() => "");
   if (!machine || (JSON.parse(machine) as NodeHostRecord).dir !== record.dir) return;
   // Containers and shims that outlived containerd (a Pod the drain did not get to).
-  kill([...(await podPids()), ...(await pidsMentioning([join(record.dir, "node", "containerd")]))]);
+  const left = [...(await podPids()), ...(await pidsMentioning([join(record.dir, "node", "containerd")]))];
+  kill(left);
+  await gone(left);
   for (const m of await mountsUnder(record.dir)) await quiet("umount", ["-l", m]);
   for (const c of await kubepodsCgroups()) await rmCgroupTree(c);
   if (record.bridgeMade && existsSync(`/sys/class/net/${BRIDGE}`)) await quiet("ip", ["link", "del", BRIDGE]);
   await writeFile("/proc/sys/net/ipv4/ip_forward", record.ipForwardBefore + "\n").catch(() => {});
+  for (const [k, v] of Object.entries(record.sysctlsBefore ?? {}))
+    await writeFile(`/proc/sys/${k}`, v + "\n").catch(() => {});
   await removeChains(new Set(record.chainsBefore));
   if (record.varLibKubeletMade)
     await rm("/var/lib/kubelet", { recursive: true, force: true }).catch(() => {});
-  // libcni's result cache, containerd's shim sockets: host paths they hard-code.
-  await rm("/var/lib/cni/results", { recursive: true, force: true }).catch(() => {});
+  // libcni's result cache (a host path it hard-codes): our network's entries only.
+  for (const f of await readdir("/var/lib/cni/results").catch(() => [] as string[]))
+    if (f.startsWith("vp-net-")) await rm(join("/var/lib/cni/results", f), { force: true }).catch(() => {});
   for (const d of record.hostDirsMade ?? []) await rm(d, { recursive: true, force: true }).catch(() => {});
   await rm(machineRecordPath(), { force: true });
 }
@@ -480,6 +575,7 @@ export async function startNode(o: NodeOptions): Promise<Node> {
       args: [
         // Beside this file: .ts from source, .js once compiled (dist/).
         fileURLToPath(import.meta.url).replace(/node\.(ts|js)$/, "mirror-proxy.$1"),
+        `--owner-dir=${o.dir}`,
         `${NODE_IP}:80`,
         ...routes.map((r) => `${r.prefix}=${r.upstream}`),
       ],
