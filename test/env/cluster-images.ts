@@ -19,28 +19,9 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { cacheDir, goBinary, REPO_ROOT, systemBinary } from "./tools.ts";
-import { ensureDebianImage, pushLayout } from "./images.ts";
+import { ensureDebianImage, pushLayout, sh } from "./images.ts";
 
 const run = promisify(execFile);
-
-async function sh(
-  cmd: string,
-  args: string[],
-  opts: { cwd?: string; timeout?: number } = {},
-): Promise<string> {
-  try {
-    const { stdout } = await run(cmd, args, {
-      cwd: opts.cwd,
-      maxBuffer: 64 * 1024 * 1024,
-      timeout: opts.timeout ?? 15 * 60_000,
-    });
-    return stdout;
-  } catch (err) {
-    const e = err as Error & { stderr?: string };
-    const tail = (e.stderr ?? e.message).trim().split("\n").slice(-15).join("\n");
-    throw new Error(`${cmd} ${args.slice(0, 2).join(" ")} failed: ${tail}`, { cause: err });
-  }
-}
 
 export interface ClusterImages {
   /** The vuln-patcher image (controller, worker), repository and tag. */

@@ -28,7 +28,8 @@ export const TOOLING_REFS = [
   "project-copacetic/copacetic/debian:stable-slim",
 ];
 
-async function sh(
+/** Run a tool (argv, no shell); its stdout, or an error ending with its last stderr lines. */
+export async function sh(
   cmd: string,
   args: string[],
   opts: { cwd?: string; timeout?: number } = {},
