@@ -71,14 +71,20 @@ GO
   go mod tidy >/dev/null
 }
 
-build_kube() {
-  local v=$KUBE_VERSION minor=${KUBE_VERSION#1.}
-  have "v$v" kube-apiserver kube-controller-manager kubectl && return 0
-  kube_module
-  local ldf="-s -w" k
+# kube_ldflags -> the -ldflags that stamp KUBE_VERSION into Kubernetes binaries.
+kube_ldflags() {
+  local v=$KUBE_VERSION minor=${KUBE_VERSION#1.} ldf="-s -w" k
   for k in "gitVersion=v$v" "gitMajor=1" "gitMinor=${minor%%.*}" "gitTreeState=clean" "gitCommit=0000000000000000000000000000000000000000" "buildDate=1970-01-01T00:00:00Z"; do
     ldf="$ldf -X k8s.io/component-base/version.$k -X k8s.io/client-go/pkg/version.$k"
   done
+  printf '%s' "$ldf"
+}
+
+build_kube() {
+  local v=$KUBE_VERSION
+  have "v$v" kube-apiserver kube-controller-manager kubectl && return 0
+  kube_module
+  local ldf; ldf=$(kube_ldflags)
   log "kube $v: building kube-apiserver, kube-controller-manager, kubectl (cold: ~15 min on 2 cores)"
   # One go build for all binaries, so the shared packages compile once.
   go build -trimpath -tags selinux,notest -ldflags "$ldf" -o out/ \
@@ -90,14 +96,11 @@ build_kube() {
 # (so from the same Kubernetes version), containerd 2.x and its runc shim, and the
 # environment's pause program (test/env/pause, a file of this repository).
 build_node() {
-  local v=$KUBE_VERSION minor=${KUBE_VERSION#1.} cv=$CONTAINERD_VERSION dv=$COREDNS_VERSION
+  local v=$KUBE_VERSION cv=$CONTAINERD_VERSION dv=$COREDNS_VERSION
   if ! have "v$v" kubelet kube-scheduler kube-proxy; then
     local dir="$CACHE/build/kube-$v"
     if [ -f "$dir/go.mod" ] && grep -q kubelet "$dir/tools.go" 2>/dev/null; then cd "$dir"; else kube_module; fi
-    local ldf="-s -w" k
-    for k in "gitVersion=v$v" "gitMajor=1" "gitMinor=${minor%%.*}" "gitTreeState=clean" "gitCommit=0000000000000000000000000000000000000000" "buildDate=1970-01-01T00:00:00Z"; do
-      ldf="$ldf -X k8s.io/component-base/version.$k -X k8s.io/client-go/pkg/version.$k"
-    done
+    local ldf; ldf=$(kube_ldflags)
     log "node: building kubelet, kube-scheduler and kube-proxy $v (warm: ~2 min; cold: ~6 min)"
     go build -trimpath -tags selinux,notest -ldflags "$ldf" -o out/ \
       k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy

@@ -254,36 +254,20 @@ export async function buildClusterImages(o: {
     seconds[name] = (Date.now() - t) / 1000;
   };
   const repo = (n: string) => `${o.registry}/vuln-patcher/${n}`;
-  await timed("vuln-patcher", () =>
-    buildDockerfile({
-      buildkitAddr: o.buildkitAddr,
-      dockerfile: "Dockerfile",
-      ref: `${repo("vuln-patcher")}:${tag}`,
-      metaDir: ctx,
-      cacheDir: o.cacheDir,
-      contexts: { copa: join(ctx, "copa"), build },
-    }),
-  );
-  await timed("copa-runner", () =>
-    buildDockerfile({
-      buildkitAddr: o.buildkitAddr,
-      dockerfile: "Dockerfile.copa",
-      ref: `${repo("copa-runner")}:${tag}`,
-      metaDir: ctx,
-      cacheDir: o.cacheDir,
-      contexts: { copa: join(ctx, "copa") },
-    }),
-  );
-  await timed("buildkit", () =>
-    buildDockerfile({
-      buildkitAddr: o.buildkitAddr,
-      dockerfile: "Dockerfile.buildkit",
-      ref: `${repo("buildkit")}:${tag}`,
-      metaDir: ctx,
-      cacheDir: o.cacheDir,
-      contexts: { buildkit: join(ctx, "buildkit") },
-    }),
-  );
+  const image = (name: string, dockerfile: string, contexts: Record<string, string>) =>
+    timed(name, () =>
+      buildDockerfile({
+        buildkitAddr: o.buildkitAddr,
+        dockerfile,
+        ref: `${repo(name)}:${tag}`,
+        metaDir: ctx,
+        cacheDir: o.cacheDir,
+        contexts,
+      }),
+    );
+  await image("vuln-patcher", "Dockerfile", { copa: join(ctx, "copa"), build });
+  await image("copa-runner", "Dockerfile.copa", { copa: join(ctx, "copa") });
+  await image("buildkit", "Dockerfile.buildkit", { buildkit: join(ctx, "buildkit") });
   return {
     vulnPatcher: { repository: repo("vuln-patcher"), tag },
     copaRunner: { repository: repo("copa-runner"), tag },

@@ -40,7 +40,13 @@ export const POD_CIDR = "10.244.0.0/24";
 export const NODE_IP = "10.244.0.1";
 const TABLES = ["filter", "nat", "mangle", "raw"];
 /** Directories outside the environment that the node's components make (and we remove if they did). */
-const HOST_DIRS = ["/var/lib/cni", "/run/containerd", "/var/log/containers", "/var/log/pods"];
+const HOST_DIRS = [
+  "/var/lib/kubelet",
+  "/var/lib/cni",
+  "/run/containerd",
+  "/var/log/containers",
+  "/var/log/pods",
+];
 /** Kernel settings the kubelet sets for itself (protectKernelDefaults off): restored on stop. */
 const SYSCTLS = [
   "kernel/panic",
@@ -86,7 +92,6 @@ export interface NodeHostRecord {
   bridgeMade: boolean;
   ipForwardBefore: string;
   chainsBefore: string[];
-  varLibKubeletMade: boolean;
   /** Host paths the kubelet, libcni and containerd hard-code, made by this node. */
   hostDirsMade?: string[];
   /** Kernel settings the kubelet changes (/proc/sys paths), as they were. */
@@ -315,7 +320,6 @@ export async function prepareNodeHost(dir: string): Promise<NodeHostRecord> {
     bridgeMade: true,
     ipForwardBefore: (await readFile("/proc/sys/net/ipv4/ip_forward", "utf8")).trim(),
     chainsBefore: [...(await chains())],
-    varLibKubeletMade: !existsSync("/var/lib/kubelet"),
     hostDirsMade: HOST_DIRS.filter((d) => !existsSync(d)),
     sysctlsBefore: await readSysctls(),
     owner: process.pid,
@@ -375,8 +379,6 @@ export async function undoNodeHost(record: NodeHostRecord): Promise<void> {
   for (const [k, v] of Object.entries(record.sysctlsBefore ?? {}))
     await writeFile(`/proc/sys/${k}`, v + "\n").catch(() => {});
   await removeChains(new Set(record.chainsBefore));
-  if (record.varLibKubeletMade)
-    await rm("/var/lib/kubelet", { recursive: true, force: true }).catch(() => {});
   // libcni's result cache (a host path it hard-codes): our network's entries only.
   for (const f of await readdir("/var/lib/cni/results").catch(() => [] as string[]))
     if (f.startsWith("vp-net-")) await rm(join("/var/lib/cni/results", f), { force: true }).catch(() => {});
