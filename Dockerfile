@@ -2,7 +2,7 @@
 # Build:  docker build -t vuln-patcher .   (or: buildctl build --frontend dockerfile.v0 --local context=. --local dockerfile=.)
 # The stages `copa` and `build` download (Go modules, npm packages); a builder without
 # network can supply them as named contexts (--build-context copa=DIR with out/copa,
-# build=DIR with src/{package.json,node_modules,dist}): test/env/cluster-images.ts does.
+# build=DIR with src/{package.json,node_modules,dist}): src/devenv/cluster-images.ts does.
 FROM golang:1.26-bookworm AS copa
 WORKDIR /build
 COPY scripts/build-tools.sh ./
@@ -16,7 +16,6 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src src
-COPY test/env test/env
 COPY charts/vuln-patcher/crds charts/vuln-patcher/crds
 RUN node_modules/.bin/tsc -p tsconfig.build.json && npm prune --omit=dev --ignore-scripts
 

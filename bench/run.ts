@@ -9,25 +9,23 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { request as httpsRequest } from "node:https";
 import { connect } from "@nats-io/transport-node";
-import { setup, goBinary, freePort, REPO_ROOT, type Env } from "../test/env/index.ts";
-import { installAllCRDs } from "../test/env/crds.ts";
-import { createNamespace, reportsApi } from "../test/env/kube.ts";
-import { honestReport } from "../test/env/honest-report.ts";
-import { startCli, metricValue, localWorkerArgs, type CliProcess } from "../test/env/cli.ts";
-import { getPatchJob } from "../test/env/patchjobs.ts";
-import { streamState } from "../test/env/stream.ts";
-import { waitFor } from "../test/env/wait.ts";
+import { setup, goBinary, freePort, REPO_ROOT, type Env } from "../src/devenv/index.ts";
+import { installAllCRDs } from "../src/devenv/crds.ts";
+import { createNamespace, reportsApi } from "../src/devenv/kube.ts";
+import { honestReport } from "../src/devenv/honest-report.ts";
+import { startCli, metricValue, localWorkerArgs, type CliProcess } from "../test/support/cli.ts";
+import { getPatchJob } from "../test/support/patchjobs.ts";
+import { streamState } from "../test/support/stream.ts";
+import { waitFor } from "../src/devenv/wait.ts";
 import { makeReport } from "../test/fixtures/make-report.ts";
-import { parseImageRef } from "../src/api/imageref.ts";
-import { RegistryClient } from "../src/registry/client.ts";
-import { readPackageDB } from "../src/registry/pkgdb.ts";
-import { convertReport, parseReport, toUpdateManifest } from "../src/api/index.ts";
-import { pushVariant, retag } from "../test/env/variants.ts";
-import { buildClusterImages } from "../test/env/cluster-images.ts";
-import { helm, installChart } from "../test/env/chart.ts";
-import { installCRDs } from "../src/kube/crds.ts";
-import { sbomscannerCRDs } from "../test/env/crds.ts";
-import { honestReportForImage } from "../test/env/honest-report.ts";
+import { convertReport, parseImageRef, parseReport, toUpdateManifest } from "../src/api/index.ts";
+import { readPackageDB, RegistryClient } from "../src/registry/index.ts";
+import { installCRDs } from "../src/kube/index.ts";
+import { pushVariant, retag } from "../src/devenv/variants.ts";
+import { buildClusterImages } from "../src/devenv/cluster-images.ts";
+import { helm, installChart } from "../src/devenv/chart.ts";
+import { sbomscannerCRDs } from "../src/devenv/crds.ts";
+import { honestReportForImage } from "../src/devenv/honest-report.ts";
 
 const run = promisify(execFile);
 const { values: flags } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" } } });
@@ -422,7 +420,7 @@ async function writeFloor(env: Env, n: number): Promise<number> {
   await createNamespace(kc, "writefloor");
   const { patchJobClient } = await import("../src/kube/patchjobs.ts");
   const client = patchJobClient(kc);
-  const spec = (await import("../test/env/patchjobs.ts")).manualSpec(
+  const spec = (await import("../test/support/patchjobs.ts")).manualSpec(
     `${"127.0.0.1:5000"}/library/debian:x`,
     "sha256:" + "a".repeat(64),
   );

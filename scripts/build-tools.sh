@@ -94,7 +94,7 @@ build_kube() {
 
 # node: the kubelet and kube-scheduler from the same wrapper module as the apiserver
 # (so from the same Kubernetes version), containerd 2.x and its runc shim, and the
-# environment's pause program (test/env/pause, a file of this repository).
+# environment's pause program (src/devenv/pause, a file of this repository).
 build_node() {
   local v=$KUBE_VERSION cv=$CONTAINERD_VERSION dv=$COREDNS_VERSION
   if ! have "v$v" kubelet kube-scheduler kube-proxy; then
@@ -130,7 +130,7 @@ GO
     go build -trimpath -ldflags "-s -w" -o out/coredns github.com/coredns/coredns
     install_bins out "v$dv" coredns
   fi
-  local src="$REPO/test/env/pause/main.go"
+  local src="$REPO/src/devenv/pause/main.go"
   local sum; sum=$(sha256sum "$src" | cut -c1-12)
   if [ ! -x "$BIN/pause-$sum" ]; then
     log "node: building the pause program"

@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { patchJobCRD, patchPolicyCRD, type SchemaNode } from "./crd.ts";
 import { fullPatchPolicy } from "../../test/fixtures/patchpolicy-full.ts";
-import { Mode, SEVERITIES, compilePolicy } from "./policy.ts";
+import { Mode, SEVERITIES } from "./index.ts";
+import { compilePolicy } from "../decide/index.ts";
 import { GROUP, KIND, PLURAL, Phase, VERSION } from "./patchjob.ts";
 import { fullPatchJob } from "../../test/fixtures/patchjob-full.ts";
 

@@ -62,6 +62,13 @@ export function patchPolicyCRD(): CRDObject {
   return crd;
 }
 
+/** The PatchJob CRD's spec schema: what decisions check every derived spec against. */
+export function patchJobSpecSchema(): SchemaNode {
+  const spec = patchJobCRD().spec.versions[0]?.schema.openAPIV3Schema.properties?.spec;
+  if (!spec) throw new Error(`${PATCHJOB_CRD_FILE} has no spec schema`);
+  return spec;
+}
+
 /** Every CRD the chart ships. */
 export function ourCRDs(): CRDObject[] {
   return [patchJobCRD(), patchPolicyCRD()];

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseImageRef, formatImageRef, InvalidImageRefError } from "./imageref.ts";
-import { isPatchedTag, patchedTag, patchJobNameForImage, targetRef, sourceRef } from "./naming.ts";
+import { isPatchedTag, patchedTag, patchJobNameForImage, sourceRef, targetRef } from "../decide/index.ts";
 
 const good: Array<[string, ReturnType<typeof parseImageRef>]> = [
   ["debian", { registry: "docker.io", repository: "library/debian", tag: "latest" }],

@@ -75,7 +75,3 @@ export function isValidRepository(repo: string): boolean {
 export function isValidTag(tag: string): boolean {
   return TAG_RE.test(tag);
 }
-
-export function isValidDigest(d: string): boolean {
-  return DIGEST_RE.test(d);
-}

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { schemaProblems, patchJobSpecProblems } from "./schema.ts";
-import { decide } from "./decide.ts";
+import { schemaProblems } from "./schema.ts";
+import { decide, patchJobSpecProblems } from "../../test/support/decide.ts";
 import { debianReport } from "../../test/fixtures/reports.ts";
 
 test("schema - a spec made from a real report satisfies the CRD", () => {

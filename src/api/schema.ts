@@ -3,7 +3,7 @@
 // checks every spec it derives from a report, so hostile or oversized report content
 // becomes an Invalid PatchJob with the reason, never a write the apiserver rejects and
 // the work queue retries forever. CEL rules are not evaluated here (the apiserver does).
-import { patchJobCRD, type SchemaNode } from "./crd.ts";
+import type { SchemaNode } from "./crd.ts";
 
 const MAX_PROBLEMS = 5;
 
@@ -60,10 +60,7 @@ function walk(v: unknown, s: SchemaNode, path: string, out: string[]): void {
   }
 }
 
-let specSchema: SchemaNode | undefined;
-
-/** Problems of a PatchJob spec against the CRD in the chart (loaded once). */
-export function patchJobSpecProblems(spec: unknown): string[] {
-  specSchema ??= patchJobCRD().spec.versions[0]!.schema.openAPIV3Schema.properties!.spec!;
-  return schemaProblems(spec, specSchema, "spec");
+/** Problems of a PatchJob spec against the CRD's spec schema (patchJobSpecSchema(), loaded once). */
+export function specProblems(spec: unknown, schema: SchemaNode): string[] {
+  return schemaProblems(spec, schema, "spec");
 }

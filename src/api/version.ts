@@ -33,7 +33,8 @@ export function isValidVersion(scheme: VersionScheme, v: string): boolean {
 
 // ---- dpkg (deb-version(7)) ----
 
-function splitDpkg(v: string): { epoch: number; upstream: string; revision: string } {
+/** `[epoch:]version[-release]`, the shape dpkg and rpm versions share (the last dash splits). */
+function splitEVR(v: string): { epoch: number; version: string; release: string } {
   let epoch = 0;
   let rest = v;
   const colon = v.indexOf(":");
@@ -43,8 +44,13 @@ function splitDpkg(v: string): { epoch: number; upstream: string; revision: stri
   }
   const dash = rest.lastIndexOf("-");
   return dash >= 0
-    ? { epoch, upstream: rest.slice(0, dash), revision: rest.slice(dash + 1) }
-    : { epoch, upstream: rest, revision: "" };
+    ? { epoch, version: rest.slice(0, dash), release: rest.slice(dash + 1) }
+    : { epoch, version: rest, release: "" };
+}
+
+function splitDpkg(v: string): { epoch: number; upstream: string; revision: string } {
+  const { epoch, version, release } = splitEVR(v);
+  return { epoch, upstream: version, revision: release };
 }
 
 /** dpkg's character order: '~' before everything, even the end; letters before other characters. */
@@ -197,23 +203,9 @@ function rpmvercmp(a: string, b: string): number {
   return i >= a.length ? -1 : 1;
 }
 
-function splitRpm(v: string): { epoch: number; version: string; release: string } {
-  let epoch = 0;
-  let rest = v;
-  const colon = v.indexOf(":");
-  if (colon > 0 && /^\d+$/.test(v.slice(0, colon))) {
-    epoch = Number(v.slice(0, colon));
-    rest = v.slice(colon + 1);
-  }
-  const dash = rest.lastIndexOf("-");
-  return dash >= 0
-    ? { epoch, version: rest.slice(0, dash), release: rest.slice(dash + 1) }
-    : { epoch, version: rest, release: "" };
-}
-
 export function compareRpm(a: string, b: string): number {
-  const x = splitRpm(a);
-  const y = splitRpm(b);
+  const x = splitEVR(a);
+  const y = splitEVR(b);
   if (x.epoch !== y.epoch) return x.epoch - y.epoch;
   const v = rpmvercmp(x.version, y.version);
   if (v) return v;

@@ -1,13 +1,18 @@
 // vuln-patcher controller: VulnerabilityReports -> PatchJobs -> NATS JetStream.
 import { parse, flagOrEnv, intFlag, durationFlag } from "./args.ts";
 import { newLogger } from "../util/log.ts";
-import { loadKubeConfig } from "../kube/config.ts";
-import { connectNats } from "../queue/nats.ts";
-import { startController } from "../controller/manager.ts";
-import { startApi } from "../server/api.ts";
-import { kubeAuthenticator } from "../server/auth.ts";
+import { startHttpServer } from "../util/http.ts";
+import {
+  DEFAULT_CONCURRENCY,
+  DEFAULT_LEASE_DURATION_MS,
+  DEFAULT_RESYNC_MS,
+  loadKubeConfig,
+} from "../kube/index.ts";
+import { connectNats } from "../queue/index.ts";
+import { startController } from "../controller/index.ts";
+import { kubeAuthenticator, startApi } from "../server/index.ts";
+import { DEFAULT_TAG_SUFFIX, DEFAULT_TIMEOUT } from "../api/index.ts";
 import { shutdownSignal } from "./signals.ts";
-import { DEFAULT_TAG_SUFFIX, DEFAULT_TIMEOUT } from "../api/patchjob.ts";
 import { parseDuration } from "../util/duration.ts";
 import { UsageError } from "../util/errors.ts";
 
@@ -27,10 +32,11 @@ publishes it to NATS JetStream.
   --ignore-errors              let copa continue past packages it cannot update
   --publish-partial            multi-arch: publish the index with the platforms that patched
                                and the others unchanged when some fail (default: publish nothing)
-  --resync D                   full re-list period (default 5m)
-  --concurrency N              parallel reconciles (default 4)
+  --resync D                   full re-list period (default ${DEFAULT_RESYNC_MS / 60_000}m)
+  --concurrency N              parallel reconciles per kind of PatchJob (default ${DEFAULT_CONCURRENCY})
   --leader-elect=false         run without leader election (default on)
   --leader-election-namespace  default $POD_NAMESPACE, else default
+  --lease-duration D           the leader's lease (default ${DEFAULT_LEASE_DURATION_MS / 1000}s)
   --listen HOST:PORT           /healthz, /readyz, /metrics (default :8080)
   --api                        also serve the HTTP API and the web UI on --listen (every
                                replica serves; see 'vuln-patcher server --help')
@@ -69,7 +75,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
   const suffix = v["tag-suffix"] ?? DEFAULT_TAG_SUFFIX;
   if (!/^[A-Za-z0-9_.-]+$/.test(suffix))
     throw new UsageError(`--tag-suffix ${JSON.stringify(suffix)} is not valid in a tag`);
-  const leaseMs = durationFlag("lease-duration", v["lease-duration"], "15s");
+  const leaseMs = durationFlag("lease-duration", v["lease-duration"], `${DEFAULT_LEASE_DURATION_MS / 1000}s`);
   const kc = loadKubeConfig(v.kubeconfig);
   const signal = shutdownSignal();
   const nc = await connectNats({
@@ -83,7 +89,6 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     ? await startApi({ kc, auth: kubeAuthenticator(kc), log: log.child({ component: "api" }) })
     : undefined;
   const ctl = await startController({
-    routes: api?.routes,
     kc,
     nc,
     namespaces: (flagOrEnv(v.namespaces, process.env.WATCH_NAMESPACES) ?? "")
@@ -97,26 +102,31 @@ export async function controllerCommand(argv: string[]): Promise<number> {
       publishPartial: !!v["publish-partial"],
     },
     policyNamespace: flagOrEnv(v["policy-namespace"], process.env.POD_NAMESPACE, "default")!,
-    resyncMs: durationFlag("resync", v.resync, "5m"),
-    concurrency: intFlag("concurrency", v.concurrency, 4, 1),
+    resyncMs: durationFlag("resync", v.resync, `${DEFAULT_RESYNC_MS / 1000}s`),
+    concurrency: intFlag("concurrency", v.concurrency, DEFAULT_CONCURRENCY, 1),
     leaderElection: {
       enabled: leaderElect,
       namespace: flagOrEnv(v["leader-election-namespace"], process.env.POD_NAMESPACE, "default")!,
       identity: v["leader-election-id"],
       leaseDurationMs: leaseMs,
-      renewDeadlineMs: Math.round((leaseMs * 2) / 3),
-      retryPeriodMs: Math.max(500, Math.round(leaseMs / 7.5)),
     },
-    listen: v.listen ?? ":8080",
     log,
   });
-  log.info({ listen: ctl.server?.url, leaderElect }, "controller started");
+  const http = await startHttpServer({
+    listen: v.listen ?? ":8080",
+    registry: ctl.registry,
+    healthy: ctl.healthy,
+    ready: ctl.ready,
+    routes: api?.routes,
+  });
+  log.info({ listen: http.url, leaderElect }, "controller started");
   // Runs until a signal: a lost lease does not end the process (it campaigns again).
   await Promise.race([
     ctl.done,
     new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
   ]);
   await ctl.stop();
+  await http.close();
   await api?.stop();
   await nc.drain().catch(() => {});
   log.info("controller stopped");

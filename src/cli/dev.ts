@@ -4,16 +4,16 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { setup, cacheDir, isAlive, stopPid, type Endpoints, type Env } from "../../test/env/index.ts";
+import { setup, cacheDir, isAlive, stopPid, type Endpoints, type Env } from "../devenv/index.ts";
 import {
   drainNode,
   markNodeKept,
   NODE_HOST_RECORD,
   undoNodeHost,
   type NodeHostRecord,
-} from "../../test/env/node.ts";
-import { loadKubeConfig } from "../kube/config.ts";
-import { detachFromExitHook } from "../../test/env/process.ts";
+} from "../devenv/node.ts";
+import { loadKubeConfig } from "../kube/index.ts";
+import { detachFromExitHook } from "../devenv/process.ts";
 import { UsageError } from "../util/errors.ts";
 import { parse } from "./args.ts";
 

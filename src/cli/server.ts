@@ -3,11 +3,10 @@
 // SubjectAccessReviews, read PatchJobs and reports, and create and update PatchJobs.
 import { parse } from "./args.ts";
 import { newLogger } from "../util/log.ts";
-import { loadKubeConfig } from "../kube/config.ts";
+import { loadKubeConfig } from "../kube/index.ts";
+import { kubeAuthenticator, startApi } from "../server/index.ts";
 import { shutdownSignal } from "./signals.ts";
-import { startHttpServer } from "../server/http.ts";
-import { startApi } from "../server/api.ts";
-import { kubeAuthenticator } from "../server/auth.ts";
+import { startHttpServer } from "../util/http.ts";
 
 export const serverUsage = `Usage: vuln-patcher server [flags]
 

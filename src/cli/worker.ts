@@ -2,13 +2,17 @@
 import { hostname } from "node:os";
 import { parse, flagOrEnv, intFlag, durationFlag } from "./args.ts";
 import { newLogger } from "../util/log.ts";
-import { loadKubeConfig } from "../kube/config.ts";
-import { connectNats } from "../queue/nats.ts";
-import { startWorker } from "../worker/manager.ts";
-import { localExecutor } from "../patch/local.ts";
-import { CERTS_DIR, kubernetesExecutor } from "../patch/kubernetes.ts";
-import { RegistryClient } from "../registry/client.ts";
-import { credentialsFromDockerConfigDir } from "../registry/auth.ts";
+import { startHttpServer } from "../util/http.ts";
+import { loadKubeConfig } from "../kube/index.ts";
+import {
+  connectNats,
+  DEFAULT_ACK_WAIT_MS,
+  DEFAULT_MAX_DELIVER,
+  DEFAULT_SHUTDOWN_GRACE_MS,
+} from "../queue/index.ts";
+import { DEFAULT_WORKER_CONCURRENCY, startWorker } from "../worker/index.ts";
+import { CERTS_DIR, kubernetesExecutor, localExecutor } from "../patch/index.ts";
+import { credentialsFromDockerConfigDir, RegistryClient } from "../registry/index.ts";
 import { shutdownSignal } from "./signals.ts";
 import { UsageError } from "../util/errors.ts";
 
@@ -21,18 +25,21 @@ Takes patch requests from NATS JetStream and runs copa on BuildKit for each.
   --nats-user, --nats-password  default $NATS_USER, $NATS_PASSWORD
   --executor local|kubernetes   run copa as a child process, or as a Job per patch
                                 (default kubernetes in a cluster, else local)
-  --concurrency N               patches at once in this process (default 2)
+  --concurrency N               patches at once in this process (default ${DEFAULT_WORKER_CONCURRENCY})
   --buildkit-addr ADDR          tcp://host:port or unix:///path ($BUILDKIT_ADDR)
   --buildkit-ca, --buildkit-cert, --buildkit-key FILE   mTLS to BuildKit
-  --copa PATH                   copa binary for the local executor (default copa on PATH)
+  --copa PATH                   copa binary for the local executor (default: copa on PATH,
+                                else the one make setup built)
   --copa-image REF              the copa runner image for Jobs ($COPA_IMAGE)
   --job-namespace NS            where Jobs run (default: the PatchJob's namespace)
   --registry-secret NAME        dockerconfigjson Secret mounted into Jobs for DOCKER_CONFIG
   --buildkit-tls-secret NAME    Secret with ca.crt, tls.crt, tls.key mounted into Jobs
   --job-resources JSON          the copa container's resources, e.g. '{"limits":{"memory":"512Mi"}}'
   --insecure-registry HOST      reach HOST over plain HTTP (repeatable; loopback always is)
-  --ack-wait D                  redeliver when a worker goes silent this long (default 60s)
-  --max-deliver N               attempts before a PatchJob is Failed (default 5)
+  --ack-wait D                  redeliver when a worker goes silent this long (default ${DEFAULT_ACK_WAIT_MS / 1000}s)
+  --max-deliver N               attempts before a PatchJob is Failed (default ${DEFAULT_MAX_DELIVER})
+  --shutdown-grace D            on SIGTERM, in-flight patches get this long before they are
+                                left for another worker (default ${DEFAULT_SHUTDOWN_GRACE_MS / 1000}s)
   --retry-base D                first retry delay, doubling (default 10s)
   --listen HOST:PORT            /healthz, /readyz, /metrics (default :8081)
   --log-level LEVEL             default info
@@ -60,6 +67,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     "ack-wait": { type: "string" },
     "max-deliver": { type: "string" },
     "retry-base": { type: "string" },
+    "shutdown-grace": { type: "string" },
     listen: { type: "string" },
     identity: { type: "string" },
     "log-level": { type: "string" },
@@ -121,18 +129,29 @@ export async function workerCommand(argv: string[]): Promise<number> {
     tls,
     identity,
     consumer: {
-      concurrency: intFlag("concurrency", v.concurrency, 2, 1),
-      ackWaitMs: durationFlag("ack-wait", v["ack-wait"], "60s"),
-      maxDeliver: intFlag("max-deliver", v["max-deliver"], 5, 1),
+      concurrency: intFlag("concurrency", v.concurrency, DEFAULT_WORKER_CONCURRENCY, 1),
+      ackWaitMs: durationFlag("ack-wait", v["ack-wait"], `${DEFAULT_ACK_WAIT_MS / 1000}s`),
+      maxDeliver: intFlag("max-deliver", v["max-deliver"], DEFAULT_MAX_DELIVER, 1),
+      shutdownGraceMs: durationFlag(
+        "shutdown-grace",
+        v["shutdown-grace"],
+        `${DEFAULT_SHUTDOWN_GRACE_MS / 1000}s`,
+      ),
       backoffBaseMs: durationFlag("retry-base", v["retry-base"], "10s"),
     },
-    listen: v.listen ?? ":8081",
     log,
   });
-  log.info({ executor: executorKind, listen: worker.server?.url, identity }, "worker started");
+  const http = await startHttpServer({
+    listen: v.listen ?? ":8081",
+    registry: worker.registry,
+    healthy: worker.healthy,
+    ready: worker.ready,
+  });
+  log.info({ executor: executorKind, listen: http.url, identity }, "worker started");
   await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
   log.info("stopping: finishing in-flight patches");
   await worker.stop();
+  await http.close();
   await nc.drain().catch(() => {});
   return 0;
 }

@@ -13,6 +13,20 @@ export const realClock: Clock = {
   },
 };
 
+/** Resolve after `ms` on `clock`, or at once when `signal` aborts (never rejects). */
+export function sleepOn(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      t.cancel();
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = clock.setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
 /** A clock that moves only when told to (tests). */
 export class FakeClock implements Clock {
   #now: number;

@@ -2,13 +2,14 @@
 // API server serves them, as envtest's InstallCRDs does.
 import {
   ApiextensionsV1Api,
+  CustomObjectsApi,
   loadYaml,
   type KubeConfig,
   type V1CustomResourceDefinition,
 } from "@kubernetes/client-node";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isConflict, isNotFound } from "./errors.ts";
-import type { CRDObject } from "../api/crd.ts";
+import type { CRDObject } from "../api/index.ts";
 
 export async function installCRDs(kc: KubeConfig, crds: CRDObject[], timeoutMs = 30_000): Promise<void> {
   const api = kc.makeApiClient(ApiextensionsV1Api);
@@ -44,6 +45,26 @@ export async function installCRDs(kc: KubeConfig, crds: CRDObject[], timeoutMs =
       if (Date.now() > deadline)
         throw new Error(`CRD ${crd.metadata.name} not established after ${timeoutMs} ms`);
       await sleep(100);
+    }
+  }
+  // Established is not yet served: a list right after it can still be a 404 for a moment,
+  // which an informer would answer with its backoff. Wait until each kind lists.
+  const objects = kc.makeApiClient(CustomObjectsApi);
+  for (const crd of crds) {
+    const { group, names, versions } = crd.spec;
+    for (;;) {
+      try {
+        await objects.listClusterCustomObject({
+          group,
+          version: versions[0]!.name,
+          plural: names.plural,
+          limit: 1,
+        });
+        break;
+      } catch (err) {
+        if (!isNotFound(err) || Date.now() > deadline) throw err;
+        await sleep(100);
+      }
     }
   }
 }

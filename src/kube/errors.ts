@@ -12,22 +12,6 @@ export function statusCode(err: unknown): number | undefined {
 
 export const isNotFound = (err: unknown): boolean => statusCode(err) === 404;
 export const isConflict = (err: unknown): boolean => statusCode(err) === 409;
-export const isAlreadyExists = (err: unknown): boolean =>
-  statusCode(err) === 409 && /AlreadyExists/i.test(bodyReason(err) ?? "AlreadyExists");
-export const isForbidden = (err: unknown): boolean => statusCode(err) === 403;
-
-export function bodyReason(err: unknown): string | undefined {
-  if (!(err instanceof ApiException)) return undefined;
-  const b = err.body as unknown;
-  if (typeof b === "string") {
-    try {
-      return (JSON.parse(b) as { reason?: string }).reason;
-    } catch {
-      return undefined;
-    }
-  }
-  return (b as { reason?: string } | undefined)?.reason;
-}
 
 /** The server's message, one line, for logs and status. */
 export function apiMessage(err: unknown): string {
@@ -55,7 +39,11 @@ export async function ignoreNotFound<T>(p: Promise<T>): Promise<T | undefined> {
   }
 }
 
-export async function ignoreAlreadyExists<T>(p: Promise<T>): Promise<T | undefined> {
+/**
+ * The write, or undefined when it conflicted (409: the object changed since it was read,
+ * or already exists). Level-triggered callers take that as "look again", not a failure.
+ */
+export async function ignoreConflict<T>(p: Promise<T>): Promise<T | undefined> {
   try {
     return await p;
   } catch (err) {

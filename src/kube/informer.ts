@@ -4,11 +4,12 @@
 // storage server never sends 410 Gone and never reports deletions that happened while
 // no watch was open, and client-node's ListWatch relies on both (see docs/sbomscanner.md).
 // Objects are transformed on arrival, so the cache holds only what the controller reads.
+// A quiet watch is normal: it lives until the server ends it or the resync period is up.
 import { Watch, type KubeConfig } from "@kubernetes/client-node";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../util/log.ts";
 import { silentLogger } from "../util/log.ts";
 import { apiMessage } from "./errors.ts";
+import { realClock, sleepOn, type Clock } from "./clock.ts";
 
 export interface RawObject {
   metadata?: {
@@ -32,9 +33,43 @@ export interface Handlers<T> {
   delete?(key: string, obj: T): void;
 }
 
+/**
+ * Start a watch: events go to `onEvent` until the stream ends (`onDone` with no error)
+ * or fails; the returned handle aborts it. client-node's Watch.watch has this shape.
+ */
+export type WatchFn = (
+  path: string,
+  query: Record<string, string | number | boolean>,
+  onEvent: (type: string, obj: RawObject) => void,
+  onDone: (err?: unknown) => void,
+) => Promise<{ abort(): void }>;
+
+/**
+ * client-node's Watch, without its client-side inactivity cut (30 s by default, which
+ * would end every quiet watch and turn it into a re-list): the server's own timeout
+ * (timeoutSeconds) ends a watch, and `inactivityMs` only guards against a dead peer.
+ */
+export function kubeWatch(kc: KubeConfig, inactivityMs: number): WatchFn {
+  const w = new Watch(kc);
+  // Declared private in client-node 2.0's types, read on every request in its watch.js.
+  (w as unknown as { requestTimeoutMs: number }).requestTimeoutMs = inactivityMs;
+  return async (path, query, onEvent, onDone) => {
+    const req = await w.watch(path, query, onEvent, onDone);
+    return { abort: () => req.abort() };
+  };
+}
+
+/** @default 300_000 */
+export const DEFAULT_RESYNC_MS = 300_000;
+/** @default 100 */
+export const DEFAULT_PAGE_SIZE = 100;
+
 export interface InformerOptions<T> {
   name: string;
-  kc: KubeConfig;
+  /** For the default watch (client-node's); give `watch` instead to use another. */
+  kc?: KubeConfig;
+  watch?: WatchFn;
+  clock?: Clock;
   /** One page of the list; never pass a resourceVersion (sbomscanner's server returns a partial list). */
   list: (page: { limit: number; continueToken?: string }) => Promise<ListPage>;
   /** API path to watch, e.g. /apis/g/v1/namespaces/ns/things or /apis/g/v1/things. */
@@ -43,9 +78,9 @@ export interface InformerOptions<T> {
   transform: (obj: RawObject) => T;
   /** The resourceVersion of a transformed object (to skip no-op updates). */
   resourceVersion: (obj: T) => string | undefined;
-  /** Full re-list period. @default 300_000 */
+  /** Full re-list period. @default DEFAULT_RESYNC_MS */
   resyncMs?: number;
-  /** @default 100 */
+  /** @default DEFAULT_PAGE_SIZE */
   pageSize?: number;
   /** Backoff after an error: doubles from min to max. @default 1000, 30_000 */
   backoffMinMs?: number;
@@ -94,10 +129,17 @@ export class Informer<T> implements Store<T> {
   #syncWaiters: Array<() => void> = [];
   #log: Logger;
   #lists = 0;
+  #clock: Clock;
+  #watchFn: WatchFn;
 
   constructor(opts: InformerOptions<T>) {
     this.#opts = opts;
     this.#log = (opts.log ?? silentLogger).child({ informer: opts.name });
+    this.#clock = opts.clock ?? realClock;
+    const resync = opts.resyncMs ?? DEFAULT_RESYNC_MS;
+    if (opts.watch) this.#watchFn = opts.watch;
+    else if (opts.kc) this.#watchFn = kubeWatch(opts.kc, resync + 60_000);
+    else throw new Error(`informer ${opts.name}: give kc or watch`);
   }
 
   on(h: Handlers<T>): void {
@@ -174,7 +216,7 @@ export class Informer<T> implements Store<T> {
     let rv: string | undefined;
     do {
       signal.throwIfAborted();
-      const page = await this.#opts.list({ limit: this.#opts.pageSize ?? 100, continueToken });
+      const page = await this.#opts.list({ limit: this.#opts.pageSize ?? DEFAULT_PAGE_SIZE, continueToken });
       rv ??= page.metadata?.resourceVersion;
       for (const item of page.items ?? []) {
         seen.add(objectKey(item));
@@ -192,7 +234,7 @@ export class Informer<T> implements Store<T> {
     return rv;
   }
 
-  /** Watch until the stream ends, an error, the resync deadline or abort. Resolves "resync" | "ended" | "error". */
+  /** Watch until the stream ends, an error, the resync deadline or abort. */
   async #watch(
     rv: string | undefined,
     deadline: number,
@@ -202,45 +244,53 @@ export class Informer<T> implements Store<T> {
     let failure: unknown;
     return new Promise((resolve) => {
       let settled = false;
-      let req: AbortController | undefined;
+      let req: { abort(): void } | undefined;
       const finish = (result: "resync" | "ended" | "error", err?: unknown) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        timer.cancel();
         signal.removeEventListener("abort", onAbort);
         req?.abort();
         resolve({ result, rv: lastRV, err });
       };
-      const timer = setTimeout(() => finish("resync"), Math.max(0, deadline - Date.now()));
+      const timer = this.#clock.setTimeout(() => finish("resync"), Math.max(0, deadline - this.#clock.now()));
       const onAbort = () => finish("ended");
       signal.addEventListener("abort", onAbort, { once: true });
-      const query: Record<string, string | boolean> = { allowWatchBookmarks: true };
+      // The server ends the watch at the resync deadline (or earlier, its own limit).
+      const query: Record<string, string | number | boolean> = {
+        allowWatchBookmarks: true,
+        timeoutSeconds: Math.max(1, Math.ceil((deadline - this.#clock.now()) / 1000)),
+      };
       if (lastRV) query.resourceVersion = lastRV;
-      new Watch(this.#opts.kc)
-        .watch(
-          this.#opts.watchPath,
-          query,
-          (type: string, obj: RawObject) => {
-            if (settled) return;
-            if (type === "ERROR") {
-              failure = obj;
-              finish("error", new Error(`watch error: ${JSON.stringify(obj).slice(0, 300)}`));
-              return;
-            }
-            if (type === "BOOKMARK") {
-              lastRV = obj.metadata?.resourceVersion ?? lastRV;
-              return;
-            }
-            if (type === "DELETED") {
-              // A DELETED event may carry the object's old resourceVersion: do not move back.
-              this.#remove(objectKey(obj));
-              return;
-            }
-            this.#upsert(obj);
+      this.#watchFn(
+        this.#opts.watchPath,
+        query,
+        (type: string, obj: RawObject) => {
+          if (settled) return;
+          if (type === "ERROR") {
+            failure = obj;
+            finish("error", new Error(`watch error: ${JSON.stringify(obj).slice(0, 300)}`));
+            return;
+          }
+          if (type === "BOOKMARK") {
             lastRV = obj.metadata?.resourceVersion ?? lastRV;
-          },
-          (err: unknown) => finish(err || failure ? "error" : "ended", err ?? failure),
-        )
+            return;
+          }
+          if (type === "DELETED") {
+            // A DELETED event may carry the object's old resourceVersion: do not move back.
+            this.#remove(objectKey(obj));
+            return;
+          }
+          this.#upsert(obj);
+          lastRV = obj.metadata?.resourceVersion ?? lastRV;
+        },
+        (err?: unknown) => {
+          // No data for longer than the inactivity guard: the stream is quiet or dead;
+          // either way, watch again from where we were (no re-list).
+          if (isTimeout(err) && !failure) return finish("ended");
+          finish(err || failure ? "error" : "ended", err ?? failure);
+        },
+      )
         .then((r) => {
           req = r;
           if (settled) r.abort();
@@ -253,13 +303,13 @@ export class Informer<T> implements Store<T> {
   async run(signal: AbortSignal): Promise<void> {
     const min = this.#opts.backoffMinMs ?? 1000;
     const max = this.#opts.backoffMaxMs ?? 30_000;
-    const resync = this.#opts.resyncMs ?? 300_000;
+    const resync = this.#opts.resyncMs ?? DEFAULT_RESYNC_MS;
     let backoff = min;
     while (!signal.aborted) {
       try {
         let rv = await this.#relist(signal);
         backoff = min;
-        const deadline = Date.now() + resync;
+        const deadline = this.#clock.now() + resync;
         for (;;) {
           const w = await this.#watch(rv, deadline, signal);
           if (signal.aborted || w.result === "resync") break;
@@ -273,9 +323,13 @@ export class Informer<T> implements Store<T> {
           { err: apiMessage(err), backoffMs: backoff },
           "list/watch failed; re-listing after backoff",
         );
-        await sleep(backoff, undefined, { signal }).catch(() => {});
+        await sleepOn(this.#clock, backoff, signal);
         backoff = Math.min(backoff * 2, max);
       }
     }
   }
+}
+
+function isTimeout(err: unknown): boolean {
+  return (err as { name?: string } | undefined)?.name === "TimeoutError";
 }

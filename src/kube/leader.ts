@@ -4,22 +4,39 @@
 // ends, the lease released on a clean shutdown, and a health check that fails when
 // renewal lapses.
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
-import { setTimeout as sleep } from "node:timers/promises";
 import { isConflict, isNotFound, apiMessage } from "./errors.ts";
+import { realClock, sleepOn, type Clock } from "./clock.ts";
 import { silentLogger, type Logger } from "../util/log.ts";
 
+/** The Lease calls leader election makes (client-node's CoordinationV1Api has this shape). */
+export interface LeaseApi {
+  readNamespacedLease(p: { namespace: string; name: string }): Promise<V1Lease>;
+  createNamespacedLease(p: { namespace: string; body: V1Lease }): Promise<V1Lease>;
+  replaceNamespacedLease(p: { namespace: string; name: string; body: V1Lease }): Promise<V1Lease>;
+}
+
+/** @default 15_000 */
+export const DEFAULT_LEASE_DURATION_MS = 15_000;
+/** @default 10_000 */
+export const DEFAULT_RENEW_DEADLINE_MS = 10_000;
+/** @default 2_000 */
+export const DEFAULT_RETRY_PERIOD_MS = 2_000;
+
 export interface LeaderElectionOptions {
-  kc: KubeConfig;
+  /** For the default Lease API; give `leases` instead to use another. */
+  kc?: KubeConfig;
+  leases?: LeaseApi;
+  clock?: Clock;
   namespace: string;
   /** Lease name. */
   name: string;
   /** This candidate (pod name + a random suffix). */
   identity: string;
-  /** @default 15_000 */
+  /** @default DEFAULT_LEASE_DURATION_MS */
   leaseDurationMs?: number;
-  /** @default 10_000 */
+  /** @default DEFAULT_RENEW_DEADLINE_MS */
   renewDeadlineMs?: number;
-  /** @default 2_000 */
+  /** @default DEFAULT_RETRY_PERIOD_MS */
   retryPeriodMs?: number;
   /** Leader-only work; `signal` aborts when leadership ends. Resolving early ends leadership too. */
   onStartedLeading: (signal: AbortSignal) => Promise<void>;
@@ -33,10 +50,25 @@ export interface LeaderElectionOptions {
 
 const JITTER = 1.2;
 
+type Settings = Required<
+  Pick<
+    LeaderElectionOptions,
+    | "namespace"
+    | "name"
+    | "identity"
+    | "leaseDurationMs"
+    | "renewDeadlineMs"
+    | "retryPeriodMs"
+    | "onStartedLeading"
+    | "releaseOnCancel"
+  >
+> &
+  Pick<LeaderElectionOptions, "onStoppedLeading" | "onNewLeader">;
+
 export class LeaderElector {
-  readonly #o: Required<Omit<LeaderElectionOptions, "onStoppedLeading" | "onNewLeader" | "log">> &
-    Pick<LeaderElectionOptions, "onStoppedLeading" | "onNewLeader">;
-  #api: CoordinationV1Api;
+  readonly #o: Settings;
+  #api: LeaseApi;
+  #clock: Clock;
   #log: Logger;
   #observed?: { holder: string; renewTime: string; rv: string; at: number };
   #lastRenew = 0;
@@ -45,9 +77,9 @@ export class LeaderElector {
 
   constructor(opts: LeaderElectionOptions) {
     const o = {
-      leaseDurationMs: 15_000,
-      renewDeadlineMs: 10_000,
-      retryPeriodMs: 2_000,
+      leaseDurationMs: DEFAULT_LEASE_DURATION_MS,
+      renewDeadlineMs: DEFAULT_RENEW_DEADLINE_MS,
+      retryPeriodMs: DEFAULT_RETRY_PERIOD_MS,
       releaseOnCancel: true,
       ...opts,
     };
@@ -60,21 +92,20 @@ export class LeaderElector {
     if (typeof o.onStartedLeading !== "function")
       throw new Error("onStartedLeading callback must not be nil");
     this.#o = o;
-    this.#api = opts.kc.makeApiClient(CoordinationV1Api);
+    if (opts.leases) this.#api = opts.leases;
+    else if (opts.kc) this.#api = opts.kc.makeApiClient(CoordinationV1Api);
+    else throw new Error("leader election needs kc or leases");
+    this.#clock = opts.clock ?? realClock;
     this.#log = (opts.log ?? silentLogger).child({ lease: `${o.namespace}/${o.name}`, identity: o.identity });
-  }
-
-  isLeader(): boolean {
-    return this.#leading;
   }
 
   /** Healthy unless we lead and have not renewed within the lease duration (plus a little). */
   check(toleranceMs = 2_000): boolean {
-    return !this.#leading || Date.now() - this.#lastRenew <= this.#o.leaseDurationMs + toleranceMs;
+    return !this.#leading || this.#clock.now() - this.#lastRenew <= this.#o.leaseDurationMs + toleranceMs;
   }
 
   async #tryAcquireOrRenew(): Promise<boolean> {
-    const now = new V1MicroTime();
+    const now = new V1MicroTime(this.#clock.now());
     const { namespace, name, identity } = this.#o;
     const durationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
     let lease: V1Lease;
@@ -96,7 +127,7 @@ export class LeaderElector {
             },
           },
         });
-        this.#observed = { holder: identity, renewTime: now.toISOString(), rv: "", at: Date.now() };
+        this.#observed = { holder: identity, renewTime: now.toISOString(), rv: "", at: this.#clock.now() };
         return true;
       } catch (e) {
         if (isConflict(e)) return false;
@@ -113,7 +144,7 @@ export class LeaderElector {
       this.#observed.renewTime !== renew ||
       this.#observed.rv !== rv
     ) {
-      this.#observed = { holder, renewTime: renew, rv, at: Date.now() };
+      this.#observed = { holder, renewTime: renew, rv, at: this.#clock.now() };
     }
     if (holder !== this.#lastLeader) {
       this.#lastLeader = holder;
@@ -121,7 +152,7 @@ export class LeaderElector {
     }
     const heldByOther = holder !== "" && holder !== identity;
     const leaseMs = (spec.leaseDurationSeconds ?? durationSeconds) * 1000;
-    if (heldByOther && Date.now() < this.#observed.at + leaseMs) return false;
+    if (heldByOther && this.#clock.now() < this.#observed.at + leaseMs) return false;
     const transition = holder !== identity;
     try {
       const updated = await this.#api.replaceNamespacedLease({
@@ -142,7 +173,7 @@ export class LeaderElector {
         holder: identity,
         renewTime: now.toISOString(),
         rv: updated.metadata?.resourceVersion ?? "",
-        at: Date.now(),
+        at: this.#clock.now(),
       };
       return true;
     } catch (err) {
@@ -162,17 +193,12 @@ export class LeaderElector {
 
   /** Campaign, lead, and return when leadership ends or `signal` aborts. Returns true if leadership was lost (not given up). */
   async run(signal: AbortSignal): Promise<boolean> {
-    const wait = (ms: number) =>
-      sleep(ms * (1 + Math.random() * (JITTER - 1)), undefined, { signal }).then(
-        () => true,
-        () => false,
-      );
     while (!signal.aborted && !(await this.#attempt())) {
-      if (!(await wait(this.#o.retryPeriodMs))) return false;
+      await sleepOn(this.#clock, this.#o.retryPeriodMs * (1 + Math.random() * (JITTER - 1)), signal);
     }
     if (signal.aborted) return false;
     this.#leading = true;
-    this.#lastRenew = Date.now();
+    this.#lastRenew = this.#clock.now();
     this.#log.info("became leader");
     const work = new AbortController();
     let lost = false;
@@ -185,10 +211,10 @@ export class LeaderElector {
     void done.then(() => (workEnded = true));
     try {
       while (!work.signal.aborted && !workEnded) {
-        await sleep(this.#o.retryPeriodMs, undefined, { signal: work.signal }).catch(() => {});
+        await sleepOn(this.#clock, this.#o.retryPeriodMs, work.signal);
         if (work.signal.aborted || workEnded) break;
-        if (await this.#attempt()) this.#lastRenew = Date.now();
-        else if (Date.now() - this.#lastRenew > this.#o.renewDeadlineMs) {
+        if (await this.#attempt()) this.#lastRenew = this.#clock.now();
+        else if (this.#clock.now() - this.#lastRenew > this.#o.renewDeadlineMs) {
           lost = true;
           this.#log.error("leadership lost: could not renew the lease in time");
           work.abort(new Error("leader election lost"));
@@ -214,7 +240,12 @@ export class LeaderElector {
         name: this.#o.name,
         body: {
           ...lease,
-          spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1, renewTime: new V1MicroTime() },
+          spec: {
+            ...lease.spec,
+            holderIdentity: "",
+            leaseDurationSeconds: 1,
+            renewTime: new V1MicroTime(this.#clock.now()),
+          },
         },
       });
       this.#log.info("released the lease");

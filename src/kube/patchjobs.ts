@@ -5,12 +5,12 @@ import {
   API_VERSION,
   GROUP,
   KIND,
-  PLURAL,
-  VERSION,
   type PatchJob,
   type PatchJobSpec,
   type PatchJobStatus,
-} from "../api/patchjob.ts";
+  PLURAL,
+  VERSION,
+} from "../api/index.ts";
 import { ignoreNotFound } from "./errors.ts";
 
 const G = { group: GROUP, version: VERSION, plural: PLURAL };

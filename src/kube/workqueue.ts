@@ -101,9 +101,9 @@ export class WorkQueue<K = string> {
     return this.#queue.length;
   }
 
-  /** Items waiting on a delay (requeued with backoff). */
-  delayed(): number {
-    return this.#delayed.size;
+  /** Items being worked on now. */
+  processing(): number {
+    return this.#processing.size;
   }
 
   shuttingDown(): boolean {

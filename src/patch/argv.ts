@@ -1,6 +1,6 @@
 // copa's command line, built as an argv array by a pure function: never a shell
 // string, and every image reference validated first.
-import { formatImageRef, parseImageRef, type ImageRef } from "../api/imageref.ts";
+import { formatImageRef, type ImageRef, parseImageRef } from "../api/index.ts";
 
 export interface CopaOptions {
   /** Source image, pinned by digest where known. */

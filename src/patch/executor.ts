@@ -1,6 +1,6 @@
 // One interface for running copa, whatever runs it: a child process here (`local`),
 // a Kubernetes Job in a cluster (`kubernetes`).
-import type { UpdateManifest } from "../api/convert.ts";
+import type { UpdateManifest } from "../api/index.ts";
 import type { CopaRun } from "./outcome.ts";
 
 export interface CopaRequest {

@@ -13,7 +13,7 @@ import {
   manifestFiles,
 } from "./kubernetes.ts";
 import { copaArgv } from "./argv.ts";
-import { parseImageRef } from "../api/imageref.ts";
+import { parseImageRef } from "../api/index.ts";
 import type { CopaRequest } from "./executor.ts";
 
 const manifest = {

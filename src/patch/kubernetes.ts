@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CopaRun } from "./outcome.ts";
 import { safeFileName, type CopaRequest, type Executor } from "./executor.ts";
-import { isConflict, isNotFound, apiMessage } from "../kube/errors.ts";
+import { apiMessage, ignoreConflict, isConflict, isNotFound } from "../kube/index.ts";
 import { silentLogger, type Logger } from "../util/log.ts";
 
 export interface KubernetesExecutorOptions {
@@ -171,8 +171,9 @@ export function kubernetesExecutor(o: KubernetesExecutorOptions): Executor {
         created = await batch.readNamespacedJob({ namespace, name });
       }
       if (req.manifest || req.manifests) {
-        try {
-          await core.createNamespacedConfigMap({
+        // Already there: the same attempt's, made before a redelivery.
+        await ignoreConflict(
+          core.createNamespacedConfigMap({
             namespace,
             body: {
               metadata: {
@@ -191,10 +192,8 @@ export function kubernetesExecutor(o: KubernetesExecutorOptions): Executor {
               },
               data: manifestFiles(req),
             },
-          });
-        } catch (err) {
-          if (!isConflict(err)) throw err;
-        }
+          }),
+        );
       }
       log.info({ job: `${namespace}/${name}` }, "copa Job created");
       const deadline = started + req.timeoutMs + 60_000;

@@ -6,9 +6,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CopaRun } from "./outcome.ts";
 import { LineTail, safeFileName, type CopaRequest, type Executor } from "./executor.ts";
+import { findTool } from "../util/tools.ts";
 
 export interface LocalExecutorOptions {
-  /** Path of the copa binary. @default "copa" on PATH */
+  /** Path of the copa binary. @default copa on PATH, else the one setup built (findTool) */
   copaPath?: string;
   /** Extra environment (DOCKER_CONFIG for registry credentials, proxies). */
   env?: NodeJS.ProcessEnv;
@@ -19,7 +20,9 @@ export interface LocalExecutorOptions {
 /** util-linux's setpriv, when present (Linux). */
 const PDEATHSIG = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
 
-export function localExecutor(opts: LocalExecutorOptions = {}): Executor {
+/** Throws MissingToolError (saying what to run) when there is no copa to run. */
+export function localExecutor(options: LocalExecutorOptions = {}): Executor {
+  const opts = { ...options, copaPath: findTool("copa", options.copaPath) };
   return {
     kind: "local",
     async run(req: CopaRequest): Promise<CopaRun> {

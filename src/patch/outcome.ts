@@ -1,7 +1,7 @@
 // What a copa run means. copa exits 0 or 1 and neither says whether anything changed
 // (see docs/copa.md), so: classify the text loosely here, and let the registry have
 // the last word (the worker verifies the destination tag).
-import { Reason } from "../api/patchjob.ts";
+import { Reason } from "../api/index.ts";
 
 export interface CopaRun {
   exitCode: number | null;

@@ -1,7 +1,8 @@
 // The workers' side of the stream: one durable pull consumer shared by every worker
 // process (so work spreads across them), fetched one message per free slot (so no
 // message waits in a local buffer while its ack timer runs), with the retry policy in
-// one place: nak with a growing delay, and our own delivery limit.
+// one place: nak with a growing delay, and our own delivery limit, past which the
+// handler's `exhausted` records the failure and the message is acked.
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   AckPolicy,
@@ -14,20 +15,33 @@ import {
 import { nanos } from "@nats-io/nats-core";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CONSUMER, STREAM, SUBJECT_PREFIX } from "./messages.ts";
-import { ensureStream, manager, type StreamOptions } from "./nats.ts";
+import { JsCode, ensureStream, isJsError, manager, type StreamOptions } from "./nats.ts";
 import { silentLogger, type Logger } from "../util/log.ts";
 import { errorMessage } from "../util/errors.ts";
 
+/** @default 60_000 */
+export const DEFAULT_ACK_WAIT_MS = 60_000;
+/** @default 5 */
+export const DEFAULT_MAX_DELIVER = 5;
+/** @default 5_000 */
+export const DEFAULT_BACKOFF_BASE_MS = 5_000;
+/** @default 300_000 */
+export const DEFAULT_BACKOFF_MAX_MS = 300_000;
+/** @default 20_000 (below Kubernetes' 30 s grace period) */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 20_000;
+
 export interface ConsumerOptions {
-  /** How long a delivery may go without an ack or a heartbeat before JetStream redelivers it. @default 60_000 */
+  /** How long a delivery may go without an ack or a heartbeat before JetStream redelivers it. @default DEFAULT_ACK_WAIT_MS */
   ackWaitMs?: number;
-  /** Deliveries after which the handler's failure path runs (the server itself never gives up). @default 5 */
+  /** Deliveries after which the handler's `exhausted` runs (the server itself never gives up). @default DEFAULT_MAX_DELIVER */
   maxDeliver?: number;
   /** Parallel messages in this process. @default 1 */
   concurrency?: number;
-  /** nak delay: base * 2^(delivery-1), capped. @default 5_000, 300_000 */
+  /** nak delay: base * 2^(delivery-1), capped. @default DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** On stop, in-flight handlers get this long before their signal aborts. @default DEFAULT_SHUTDOWN_GRACE_MS */
+  shutdownGraceMs?: number;
   stream?: StreamOptions;
   log?: Logger;
 }
@@ -49,14 +63,19 @@ export type HandlerResult =
   /** Try again later (after the growing delay, or `delayMs`). */
   | { kind: "retry"; delayMs?: number };
 
-export type Handler = (d: Delivery, signal: AbortSignal) => Promise<HandlerResult>;
+export interface Handler {
+  /** One delivery. `signal` aborts when the worker stops and the grace period is over. */
+  handle(d: Delivery, signal: AbortSignal): Promise<HandlerResult>;
+  /** A delivery past the limit: record the failure (the message is then acked). */
+  exhausted?(d: Delivery): Promise<void>;
+}
 
 export function consumerConfig(o: ConsumerOptions = {}): Partial<ConsumerConfig> {
   return {
     durable_name: CONSUMER,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    ack_wait: nanos(o.ackWaitMs ?? 60_000),
+    ack_wait: nanos(o.ackWaitMs ?? DEFAULT_ACK_WAIT_MS),
     // Unlimited on the server: a worker that dies during the "last" attempt must still
     // have its message redelivered, so that someone records the failure.
     max_deliver: -1,
@@ -78,26 +97,26 @@ export async function ensureConsumer(nc: NatsConnection, o: ConsumerOptions = {}
       max_ack_pending: cfg.max_ack_pending,
     });
   } catch (err) {
-    if (!/consumer not found/i.test(errorMessage(err))) throw err;
+    if (!isJsError(err, JsCode.ConsumerNotFound)) throw err;
     try {
       await jsm.consumers.add(STREAM, cfg);
     } catch (e) {
-      if (!/already (exists|in use)/i.test(errorMessage(e))) throw e;
+      if (!isJsError(e, JsCode.ConsumerNameExists, JsCode.ConsumerAlreadyExists)) throw e;
     }
   }
 }
 
 export function retryDelay(deliveryCount: number, o: ConsumerOptions = {}): number {
   return Math.min(
-    (o.backoffBaseMs ?? 5_000) * 2 ** Math.max(0, deliveryCount - 1),
-    o.backoffMaxMs ?? 300_000,
+    (o.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS) * 2 ** Math.max(0, deliveryCount - 1),
+    o.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS,
   );
 }
 
 /**
  * Consume until `signal` aborts: `concurrency` slots, each fetching one message, running
  * the handler with a heartbeat, and acking or nak-ing with a delay. On abort, slots stop
- * fetching and in-flight handlers finish (their signal aborts only if they overrun).
+ * fetching; in-flight handlers get `shutdownGraceMs`, then their signal aborts.
  */
 export async function consume(
   nc: NatsConnection,
@@ -106,9 +125,20 @@ export async function consume(
   o: ConsumerOptions = {},
 ): Promise<void> {
   const log = o.log ?? silentLogger;
-  const ackWait = o.ackWaitMs ?? 60_000;
-  const maxDeliver = o.maxDeliver ?? 5;
+  const ackWait = o.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
+  const maxDeliver = o.maxDeliver ?? DEFAULT_MAX_DELIVER;
   const js = jetstream(nc);
+  // Aborted a grace period after `signal`: what in-flight handlers see.
+  const inFlight = new AbortController();
+  const onStop = () => {
+    const t = setTimeout(
+      () => inFlight.abort(new Error("worker stopping")),
+      o.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS,
+    );
+    t.unref();
+  };
+  if (signal.aborted) onStop();
+  else signal.addEventListener("abort", onStop, { once: true });
   const slot = async (n: number) => {
     let backoff = 1000;
     let consumer: Consumer | undefined;
@@ -127,7 +157,7 @@ export async function consume(
         continue;
       }
       if (!m) continue;
-      await handleOne(m, handler, { ackWait, maxDeliver, o, log });
+      await handleOne(m, handler, { ackWait, maxDeliver, o, log, signal: inFlight.signal });
     }
   };
   await Promise.all(Array.from({ length: o.concurrency ?? 1 }, (_, i) => slot(i)));
@@ -136,20 +166,22 @@ export async function consume(
 async function handleOne(
   m: JsMsg,
   handler: Handler,
-  c: { ackWait: number; maxDeliver: number; o: ConsumerOptions; log: Logger },
+  c: { ackWait: number; maxDeliver: number; o: ConsumerOptions; log: Logger; signal: AbortSignal },
 ): Promise<void> {
   const heartbeat = setInterval(() => m.working(), Math.max(1000, Math.floor(c.ackWait / 3)));
-  const ac = new AbortController();
+  const d: Delivery = {
+    data: m.data,
+    deliveryCount: m.info.deliveryCount,
+    maxDeliver: c.maxDeliver,
+    working: () => m.working(),
+  };
   try {
-    const r = await handler(
-      {
-        data: m.data,
-        deliveryCount: m.info.deliveryCount,
-        maxDeliver: c.maxDeliver,
-        working: () => m.working(),
-      },
-      ac.signal,
-    );
+    if (d.deliveryCount > c.maxDeliver && handler.exhausted) {
+      await handler.exhausted(d);
+      await m.ackAck().catch(() => m.ack());
+      return;
+    }
+    const r = await handler.handle(d, c.signal);
     if (r.kind === "ack") await m.ackAck().catch(() => m.ack());
     else m.nak(r.delayMs ?? retryDelay(m.info.deliveryCount, c.o));
   } catch (err) {

@@ -2,6 +2,7 @@
 // first (controller or worker). Works with nats-server 2.9 (Debian) and 2.10+.
 import { connect, type NatsConnection, type ConnectionOptions } from "@nats-io/transport-node";
 import {
+  JetStreamApiError,
   jetstreamManager,
   RetentionPolicy,
   StorageType,
@@ -12,6 +13,23 @@ import {
 import { nanos } from "@nats-io/nats-core";
 import { STREAM, SUBJECT_PREFIX } from "./messages.ts";
 import type { Logger } from "../util/log.ts";
+
+/**
+ * The JetStream API error codes we act on (nats-server's errors.json): matched by code,
+ * never by the message's text.
+ */
+export const JsCode = {
+  ConsumerNameExists: 10013,
+  ConsumerNotFound: 10014,
+  NoMessageFound: 10037,
+  StreamNameInUse: 10058,
+  StreamNotFound: 10059,
+  ConsumerAlreadyExists: 10105,
+} as const;
+
+export function isJsError(err: unknown, ...codes: number[]): boolean {
+  return err instanceof JetStreamApiError && codes.includes(err.code);
+}
 
 export interface NatsOptions {
   /** nats://host:port[,nats://...] @default NATS_URL */
@@ -76,12 +94,12 @@ export async function ensureStream(jsm: JetStreamManager, o: StreamOptions = {})
     await jsm.streams.info(STREAM);
     await jsm.streams.update(STREAM, cfg);
   } catch (err) {
-    if (!/stream not found/i.test((err as Error).message)) throw err;
+    if (!isJsError(err, JsCode.StreamNotFound)) throw err;
     try {
       await jsm.streams.add(cfg);
     } catch (e) {
       // Two processes racing: the other one created it.
-      if (!/already in use|already exists/i.test((e as Error).message)) throw e;
+      if (!isJsError(e, JsCode.StreamNameInUse)) throw e;
     }
   }
 }

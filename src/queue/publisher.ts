@@ -4,7 +4,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { decodeRequest, encodeRequest, msgIdFor, STREAM, subjectFor, type PatchRequest } from "./messages.ts";
-import { ensureStream, manager, type StreamOptions } from "./nats.ts";
+import { JsCode, ensureStream, isJsError, manager, type StreamOptions } from "./nats.ts";
 
 export interface PublishResult {
   seq: number;
@@ -64,7 +64,7 @@ export async function isPending(nc: NatsConnection, req: PatchRequest): Promise<
     const r = decodeRequest(m.data);
     return r.uid === req.uid && r.generation >= req.generation;
   } catch (err) {
-    if (/no message found|not found/i.test((err as Error).message)) return false;
+    if (isJsError(err, JsCode.NoMessageFound, JsCode.StreamNotFound)) return false;
     throw err;
   }
 }

@@ -4,10 +4,8 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import type { ImageRef } from "../api/imageref.ts";
-import { parsePlatform } from "../api/report.ts";
+import { type ImageRef, parsePlatform, PatchError, Reason } from "../api/index.ts";
 import type { CredentialLookup } from "./auth.ts";
-import { PatchError, Reason } from "../util/errors.ts";
 
 export const MediaType = {
   OciIndex: "application/vnd.oci.image.index.v1+json",

@@ -5,8 +5,13 @@ import { createGunzip } from "node:zlib";
 import * as zlib from "node:zlib";
 import type { Readable } from "node:stream";
 import { readTar } from "./tar.ts";
-import type { Descriptor, RegistryClient } from "./client.ts";
-import type { ImageRef } from "../api/imageref.ts";
+import type { Descriptor } from "./client.ts";
+import type { ImageRef } from "../api/index.ts";
+
+/** What reading a package database needs of a registry: a layer's bytes by digest. */
+export interface BlobReader {
+  blob(ref: Pick<ImageRef, "registry" | "repository">, digest: string): Promise<Readable>;
+}
 
 export type PackageFormat = "dpkg" | "apk" | "unknown";
 
@@ -86,7 +91,7 @@ const scans = new Map<string, LayerScan>();
 const MAX_SCANS = 64;
 
 async function scanLayer(
-  client: RegistryClient,
+  client: BlobReader,
   ref: Pick<ImageRef, "registry" | "repository">,
   layer: Descriptor,
 ): Promise<LayerScan> {
@@ -121,7 +126,7 @@ async function scanLayer(
  * each layer is scanned once per process (by digest).
  */
 export async function readPackageDB(
-  client: RegistryClient,
+  client: BlobReader,
   ref: Pick<ImageRef, "registry" | "repository">,
   layers: Descriptor[],
   opts: { debianVersion?: boolean } = {},

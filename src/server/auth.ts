@@ -5,6 +5,7 @@
 // a hash of the token (never the token itself), as the apiserver's webhook authorizers do.
 import { createHash } from "node:crypto";
 import { AuthenticationV1Api, AuthorizationV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { type Clock, realClock } from "../kube/index.ts";
 
 export interface Caller {
   username: string;
@@ -27,22 +28,22 @@ export interface Authenticator {
   allowed(caller: Caller, access: Access): Promise<boolean>;
 }
 
-const TTL_MS = 10_000;
+/** How long an answer (a token's user, an access decision) is reused. @default 10_000 */
+export const DEFAULT_AUTH_CACHE_TTL_MS = 10_000;
+/** Entries kept before expired ones are pruned. @default 10_000 */
+export const DEFAULT_AUTH_CACHE_SIZE = 10_000;
 
-export function kubeAuthenticator(kc: KubeConfig, audiences?: string[]): Authenticator {
+/** The two reviews the apiserver answers (TokenReview, SubjectAccessReview), as plain values. */
+export interface Reviews {
+  tokenReview(token: string, audiences?: string[]): Promise<Caller | undefined>;
+  accessReview(caller: Caller, access: Access): Promise<boolean>;
+}
+
+export function kubeReviews(kc: KubeConfig): Reviews {
   const authn = kc.makeApiClient(AuthenticationV1Api);
   const authz = kc.makeApiClient(AuthorizationV1Api);
-  const users = new Map<string, { at: number; caller?: Caller }>();
-  const decisions = new Map<string, { at: number; ok: boolean }>();
-  const fresh = (at: number) => Date.now() - at < TTL_MS;
-  const prune = <V extends { at: number }>(m: Map<string, V>) => {
-    if (m.size > 10_000) for (const [k, v] of m) if (!fresh(v.at)) m.delete(k);
-  };
   return {
-    async authenticate(token) {
-      const key = createHash("sha256").update(token).digest("hex");
-      const hit = users.get(key);
-      if (hit && fresh(hit.at)) return hit.caller;
+    async tokenReview(token, audiences) {
       const r = await authn.createTokenReview({
         body: {
           apiVersion: "authentication.k8s.io/v1",
@@ -51,7 +52,7 @@ export function kubeAuthenticator(kc: KubeConfig, audiences?: string[]): Authent
         },
       });
       const u = r.status?.authenticated ? r.status.user : undefined;
-      const caller: Caller | undefined = u?.username
+      return u?.username
         ? {
             username: u.username,
             ...(u.uid ? { uid: u.uid } : {}),
@@ -59,14 +60,8 @@ export function kubeAuthenticator(kc: KubeConfig, audiences?: string[]): Authent
             ...(u.extra ? { extra: u.extra } : {}),
           }
         : undefined;
-      prune(users);
-      users.set(key, { at: Date.now(), caller });
-      return caller;
     },
-    async allowed(caller, a) {
-      const key = JSON.stringify([caller.username, caller.uid, caller.groups, caller.extra, a]);
-      const hit = decisions.get(key);
-      if (hit && fresh(hit.at)) return hit.ok;
+    async accessReview(caller, a) {
       const r = await authz.createSubjectAccessReview({
         body: {
           apiVersion: "authorization.k8s.io/v1",
@@ -87,12 +82,58 @@ export function kubeAuthenticator(kc: KubeConfig, audiences?: string[]): Authent
           },
         },
       });
-      const ok = !!r.status?.allowed && !r.status.denied;
+      return !!r.status?.allowed && !r.status.denied;
+    },
+  };
+}
+
+export interface AuthenticatorOptions {
+  audiences?: string[];
+  /** @default DEFAULT_AUTH_CACHE_TTL_MS */
+  ttlMs?: number;
+  /** @default DEFAULT_AUTH_CACHE_SIZE */
+  maxEntries?: number;
+  clock?: Pick<Clock, "now">;
+}
+
+/**
+ * Answers cached briefly, refusals too (so a stream of bad tokens is not a stream of
+ * TokenReviews), keyed by a hash of the token, never the token itself.
+ */
+export function cachingAuthenticator(reviews: Reviews, o: AuthenticatorOptions = {}): Authenticator {
+  const ttl = o.ttlMs ?? DEFAULT_AUTH_CACHE_TTL_MS;
+  const max = o.maxEntries ?? DEFAULT_AUTH_CACHE_SIZE;
+  const clock = o.clock ?? realClock;
+  const users = new Map<string, { at: number; caller?: Caller }>();
+  const decisions = new Map<string, { at: number; ok: boolean }>();
+  const fresh = (at: number) => clock.now() - at < ttl;
+  const prune = <V extends { at: number }>(m: Map<string, V>) => {
+    if (m.size >= max) for (const [k, v] of m) if (!fresh(v.at)) m.delete(k);
+  };
+  return {
+    async authenticate(token) {
+      const key = createHash("sha256").update(token).digest("hex");
+      const hit = users.get(key);
+      if (hit && fresh(hit.at)) return hit.caller;
+      const caller = await reviews.tokenReview(token, o.audiences);
+      prune(users);
+      users.set(key, { at: clock.now(), caller });
+      return caller;
+    },
+    async allowed(caller, a) {
+      const key = JSON.stringify([caller.username, caller.uid, caller.groups, caller.extra, a]);
+      const hit = decisions.get(key);
+      if (hit && fresh(hit.at)) return hit.ok;
+      const ok = await reviews.accessReview(caller, a);
       prune(decisions);
-      decisions.set(key, { at: Date.now(), ok });
+      decisions.set(key, { at: clock.now(), ok });
       return ok;
     },
   };
+}
+
+export function kubeAuthenticator(kc: KubeConfig, audiences?: string[]): Authenticator {
+  return cachingAuthenticator(kubeReviews(kc), audiences ? { audiences } : {});
 }
 
 /** The bearer token of a request, if it carries one. */

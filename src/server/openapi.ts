@@ -1,6 +1,6 @@
 // The API's OpenAPI 3.1 document, served at /openapi.json. api.test.ts checks that its
 // paths are exactly the routes the server answers.
-import { API_PATHS } from "./api.ts";
+import { API_PATHS } from "./paths.ts";
 
 const error = { $ref: "#/components/schemas/Error" };
 const responses = (ok: Record<string, unknown>, okCode = "200") => ({

@@ -3,14 +3,12 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { consume, ensureConsumer, type ConsumerOptions } from "../queue/consumer.ts";
-import { eventRecorder } from "../kube/events.ts";
-import { patchJobClient } from "../kube/patchjobs.ts";
-import type { Executor } from "../patch/executor.ts";
-import type { RegistryClient } from "../registry/client.ts";
-import { startHttpServer, type RunningServer } from "../server/http.ts";
+import { consume, type ConsumerOptions, ensureConsumer } from "../queue/index.ts";
+import { eventRecorder, patchJobClient } from "../kube/index.ts";
+import type { Executor } from "../patch/index.ts";
+import type { RegistryClient } from "../registry/index.ts";
 import { silentLogger, type Logger } from "../util/log.ts";
-import { patchHandler } from "./handler.ts";
+import { HANDLER_OUTCOMES, patchHandler } from "./handler.ts";
 import { vexWriter } from "./vex.ts";
 
 export interface WorkerOptions {
@@ -22,18 +20,52 @@ export interface WorkerOptions {
   tls?: { caCert: string; cert: string; key: string };
   identity: string;
   consumer?: ConsumerOptions;
-  listen?: string;
   log?: Logger;
+}
+
+/** Patches at once in one worker process. @default 2 */
+export const DEFAULT_WORKER_CONCURRENCY = 2;
+
+export class WorkerOptionsError extends Error {
+  override name = "WorkerOptionsError";
+  readonly code = "INVALID_OPTION";
+}
+
+/** Defaults filled in and every value checked; an error names the property. */
+export function parseWorkerOptions(o: WorkerOptions): WorkerOptions & { consumer: ConsumerOptions } {
+  if (!o.buildkitAddr) throw new WorkerOptionsError("worker option buildkitAddr is required");
+  if (!/^(unix|tcp):\/\//.test(o.buildkitAddr))
+    throw new WorkerOptionsError(
+      `worker option buildkitAddr must be unix:// or tcp://, got ${JSON.stringify(o.buildkitAddr)}`,
+    );
+  if (!o.identity) throw new WorkerOptionsError("worker option identity is required (the pod name)");
+  const consumer = { concurrency: DEFAULT_WORKER_CONCURRENCY, ...o.consumer };
+  for (const k of [
+    "concurrency",
+    "maxDeliver",
+    "ackWaitMs",
+    "backoffBaseMs",
+    "backoffMaxMs",
+    "shutdownGraceMs",
+  ] as const) {
+    const v = consumer[k];
+    if (v !== undefined && (!Number.isFinite(v) || v < (k === "shutdownGraceMs" ? 0 : 1)))
+      throw new WorkerOptionsError(`worker option consumer.${k} must be a positive number, got ${v}`);
+  }
+  return { ...o, consumer };
 }
 
 export interface RunningWorker {
   done: Promise<void>;
   stop(): Promise<void>;
-  server?: RunningServer;
   registry: Registry;
+  /** For /healthz and /readyz. */
+  healthy(): boolean;
+  ready(): boolean;
 }
 
-export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
+export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
+  const o = parseWorkerOptions(options);
   const log = o.log ?? silentLogger;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -43,7 +75,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     labelNames: ["outcome"] as const,
     registers: [registry],
   });
-  for (const k of ["succeeded", "noop", "failed", "retry", "dropped"]) patches.inc({ outcome: k }, 0);
+  for (const k of HANDLER_OUTCOMES) patches.inc({ outcome: k }, 0);
   const duration = new Histogram({
     name: "vuln_patcher_patch_duration_seconds",
     help: "Time to handle a patch request",
@@ -69,29 +101,21 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     log,
     onOutcome: (outcome, seconds) => {
       patches.inc({ outcome });
-      if (outcome !== "dropped") duration.observe(seconds);
+      if (outcome !== "dropped" && outcome !== "released") duration.observe(seconds);
     },
     onInFlight: (d) => inFlight.inc(d),
   });
   const stop = new AbortController();
   const done = consume(o.nc, handler, stop.signal, { ...o.consumer, log });
-  const server = o.listen
-    ? await startHttpServer({
-        listen: o.listen,
-        registry,
-        healthy: () => !o.nc.isClosed(),
-        ready: () => ready && !o.nc.isClosed(),
-      })
-    : undefined;
   return {
     done,
     registry,
-    server,
+    healthy: () => !o.nc.isClosed(),
+    ready: () => ready && !o.nc.isClosed(),
     async stop() {
       ready = false;
       stop.abort();
       await done;
-      await server?.close();
     },
   };
 }

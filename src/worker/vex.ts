@@ -1,7 +1,7 @@
 // copa's OpenVEX document, kept with the PatchJob in a ConfigMap it owns (deleted with it).
 import { CoreV1Api, type KubeConfig, type V1ConfigMap } from "@kubernetes/client-node";
-import { API_VERSION, KIND, type PatchJob } from "../api/patchjob.ts";
-import { isConflict, isNotFound } from "../kube/errors.ts";
+import { API_VERSION, KIND, type PatchJob } from "../api/index.ts";
+import { isConflict, isNotFound } from "../kube/index.ts";
 
 /** ConfigMaps hold at most 1 MiB; keep well below. */
 export const MAX_VEX_BYTES = 512 * 1024;

@@ -4,18 +4,18 @@
 // and thousands of generated malformed and hostile reports.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { setup, type Env } from "../env/index.ts";
-import { installAllCRDs } from "../env/crds.ts";
-import { waitFor } from "../env/wait.ts";
-import { createNamespace, listPatchJobs, reportsApi } from "../env/kube.ts";
-import { messagesIn, streamMessages } from "../env/stream.ts";
-import { reportFault, restartApiserver } from "../env/faults.ts";
+import { setup, type Env } from "../../src/devenv/index.ts";
+import { installAllCRDs } from "../../src/devenv/crds.ts";
+import { waitFor } from "../../src/devenv/wait.ts";
+import { createNamespace, listPatchJobs, reportsApi } from "../../src/devenv/kube.ts";
+import { messagesIn, streamMessages } from "../support/stream.ts";
+import { reportFault, restartApiserver } from "../support/faults.ts";
+import { idle } from "../support/controller.ts";
 import { makeReport } from "../fixtures/make-report.ts";
 import { admitted } from "../fixtures/malformed.ts";
-import { connectNats } from "../../src/queue/nats.ts";
-import { startController, type RunningController } from "../../src/controller/manager.ts";
+import { connectNats } from "../../src/queue/index.ts";
+import { type RunningController, startController } from "../../src/controller/index.ts";
 
 let env: Env;
 let nc: NatsConnection;
@@ -118,7 +118,7 @@ test("faults - nats-server stopped and restarted during a burst of 1,000 report 
     180_000,
     1000,
   );
-  await sleep(2000);
+  await idle(ctl);
   const msgs = await streamMessages(env.natsURL, ns);
   const ids = msgs.map((m) => `${m.uid}/${m.generation}`);
   const dupes = ids.filter((id, i) => ids.indexOf(id) !== i);

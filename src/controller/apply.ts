@@ -1,0 +1,125 @@
+// Doing what a decision says: at most one write to the PatchJob (a publish comes before
+// its status write), Events for humans, and the result for the work queue. Conflicts
+// mean our copy was stale: the informer's event for the newer object brings the key
+// back, so they end the pass quietly instead of failing it.
+import { ConditionType, getCondition, markPublishFailed, type PatchJob } from "../api/index.ts";
+import type { Action, EventSpec } from "../decide/index.ts";
+import {
+  done,
+  type EventRecorder,
+  ignoreConflict,
+  type PatchJobClient,
+  requeueAfter,
+  type Result,
+} from "../kube/index.ts";
+import type { Publisher } from "../queue/index.ts";
+import type { Logger } from "../util/log.ts";
+import { errorMessage } from "../util/errors.ts";
+
+export interface ApplyDeps {
+  client: PatchJobClient;
+  publisher: Publisher;
+  events: EventRecorder;
+  /** Wake another key (an index PatchJob's). */
+  enqueue: (key: string) => void;
+  /** A PatchJob of a policy was published (its maxInFlight counts it at once). */
+  onPublished?: (pj: PatchJob, duplicate: boolean) => void;
+  onPublishFailure?: () => void;
+}
+
+export class PublishError extends Error {
+  override name = "PublishError";
+  readonly code = "PUBLISH_FAILED";
+}
+
+function emit(events: EventRecorder, pj: PatchJob, e: EventSpec | undefined): void {
+  if (!e) return;
+  if (e.type === "Warning") events.warning(pj, e.reason, e.message);
+  else events.normal(pj, e.reason, e.message);
+}
+
+/** Runs `write`; a conflict ends the pass (the newer object's event requeues the key). */
+async function orConflict(write: () => Promise<unknown>): Promise<boolean> {
+  return (await ignoreConflict(write().then(() => true))) ?? false;
+}
+
+export async function apply(
+  deps: ApplyDeps,
+  a: Action,
+  current: PatchJob | undefined,
+  log: Logger,
+): Promise<Result> {
+  switch (a.kind) {
+    case "none":
+      log.debug({ reason: a.reason }, a.message);
+      return done;
+    case "requeue":
+      log.debug({ reason: a.reason, afterMs: a.afterMs }, a.message);
+      return requeueAfter(a.afterMs);
+    case "event":
+      if (current) emit(deps.events, current, a.event);
+      return done;
+    case "create": {
+      let created: PatchJob | undefined;
+      // AlreadyExists: another controller (or our own earlier pass) made it; its event brings us back.
+      await orConflict(async () => (created = await deps.client.create(a.object)));
+      if (created) {
+        log.info({ generation: created.metadata.generation }, "PatchJob created");
+        emit(deps.events, created, a.event);
+      }
+      return done;
+    }
+    case "updateSpec": {
+      let updated: PatchJob | undefined;
+      await orConflict(async () => (updated = await deps.client.updateSpec(current!, a.spec)));
+      if (updated) {
+        log.info(
+          { generation: updated.metadata.generation, reason: a.event?.reason },
+          "PatchJob spec updated",
+        );
+        emit(deps.events, updated, a.event);
+      }
+      return done;
+    }
+    case "status": {
+      if (await orConflict(() => deps.client.updateStatus(current!, a.status))) {
+        log.info({ phase: a.status.phase, reason: a.status.reason }, a.status.message ?? "status recorded");
+        emit(deps.events, current!, a.event);
+      }
+      for (const k of a.enqueue ?? []) deps.enqueue(k);
+      return a.requeueAfterMs ? requeueAfter(a.requeueAfterMs) : done;
+    }
+    case "publish":
+      return publish(deps, a, current!, log);
+  }
+}
+
+async function publish(
+  deps: ApplyDeps,
+  a: Extract<Action, { kind: "publish" }>,
+  pj: PatchJob,
+  log: Logger,
+): Promise<Result> {
+  try {
+    const r = await deps.publisher.publish({
+      namespace: pj.metadata.namespace!,
+      name: pj.metadata.name,
+      uid: pj.metadata.uid!,
+      generation: a.generation,
+    });
+    deps.onPublished?.(pj, r.duplicate);
+    log.info({ generation: a.generation, seq: r.seq, duplicate: r.duplicate }, "patch request published");
+  } catch (err) {
+    deps.onPublishFailure?.();
+    const message = errorMessage(err);
+    log.warn({ err: message }, "could not publish the patch request; will retry");
+    const wasFailing = getCondition(pj, ConditionType.Queued)?.reason === "PublishFailed";
+    await orConflict(() => deps.client.updateStatus(pj, markPublishFailed(pj, message)));
+    if (!wasFailing) deps.events.warning(pj, "PublishFailed", `could not queue the patch: ${message}`);
+    // The work queue's rate limiter spaces the retries.
+    throw new PublishError(`publish failed: ${message}`, { cause: err });
+  }
+  // A worker may already have claimed it (Running): its status wins; the next pass sees it.
+  if (await orConflict(() => deps.client.updateStatus(pj, a.queued))) emit(deps.events, pj, a.event);
+  return done;
+}

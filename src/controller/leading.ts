@@ -1,0 +1,212 @@
+// What the leader does, for as long as it leads: start the caches, wire their events to
+// the three work queues, run the reconcilers, the sweep, the schedules and the policy
+// statuses, and stop all of it when `signal` aborts.
+import { CustomObjectsApi } from "@kubernetes/client-node";
+import type { PatchJob, PatchPolicy } from "../api/index.ts";
+import type { ReportFacts, ReportSummary } from "../decide/index.ts";
+import {
+  eventRecorder,
+  patchJobClient,
+  realClock,
+  type Reconciler,
+  runController,
+  sleepOn,
+  type Store,
+  WorkQueue,
+} from "../kube/index.ts";
+import { errorMessage } from "../util/errors.ts";
+import { CacheSet, patchJobInformer, policyInformer, reportInformer } from "./caches.ts";
+import type { ControllerMetrics } from "./metrics.ts";
+import type { ResolvedControllerOptions } from "./manager.ts";
+import { PolicySet } from "./policy-set.ts";
+import { writePolicyStatuses } from "./policy-status.ts";
+import { indexReconciler, reportReconciler, requestReconciler, type ReconcilerDeps } from "./reconcilers.ts";
+import { MemberIndex, wakes, type Kind } from "./routing.ts";
+import { runSchedules } from "./schedules.ts";
+import { runSweep } from "./sweep.ts";
+
+/** Shared with the process around it (metrics, readiness, tests). */
+export interface LeaderState {
+  leading: boolean;
+  synced: boolean;
+  patchJobs?: Store<PatchJob>;
+  reports?: Store<ReportSummary>;
+  queues?: Record<Kind, WorkQueue<string>>;
+}
+
+type Queues = Record<Kind, WorkQueue<string>>;
+
+function caches(o: ResolvedControllerOptions) {
+  const namespaces = o.namespaces.length ? o.namespaces : [undefined];
+  const opts = (namespace: string | undefined) => ({ kc: o.kc, namespace, resyncMs: o.resyncMs, log: o.log });
+  // Policies: those of the watched namespaces, and the controller's own (global ones).
+  const policyNamespaces =
+    namespaces[0] === undefined ? [undefined] : [...new Set([...o.namespaces, o.policyNamespace])];
+  return {
+    reports: new CacheSet(namespaces.map((ns) => reportInformer(opts(ns)))),
+    patchJobs: new CacheSet(namespaces.map((ns) => patchJobInformer(opts(ns)))),
+    policies: new CacheSet(policyNamespaces.map((ns) => policyInformer(opts(ns)))),
+  };
+}
+
+function* reportFactsOf(reports: Store<ReportSummary>): Iterable<[string, ReportFacts]> {
+  for (const r of reports.values())
+    if (r.facts) yield [`${r.facts.metadata.namespace}/${r.facts.metadata.name}`, r.facts];
+}
+
+/** Informer events -> keys on the right queue; the member index and our outputs kept current. */
+function wire(
+  c: ReturnType<typeof caches>,
+  q: Queues,
+  policies: PolicySet,
+  members: MemberIndex,
+  outputs: Map<string, number>,
+): void {
+  const wake = (pj: PatchJob) => {
+    for (const [kind, key] of wakes(pj)) q[kind].add(key);
+  };
+  const count = (pj: PatchJob | undefined, d: number) => {
+    const ref = pj?.status?.patchedImage?.reference;
+    if (!ref) return;
+    const n = (outputs.get(ref) ?? 0) + d;
+    if (n > 0) outputs.set(ref, n);
+    else outputs.delete(ref);
+  };
+  c.patchJobs.on({
+    add: (_k, pj) => (members.add(pj), count(pj, 1), wake(pj)),
+    update: (_k, pj, old) => (count(old, -1), count(pj, 1), wake(pj)),
+    delete: (_k, pj) => (members.delete(pj), count(pj, -1), wake(pj)),
+  });
+  const report = (k: string) => q.report.add(k);
+  c.reports.on({ add: report, update: report, delete: report });
+  // A policy changed: every report may have another policy now. A status-only update
+  // (ours, every few seconds) changes no decision: only the compiled set is refreshed.
+  const repolicy = () => {
+    policies.invalidate();
+    for (const [k] of reportFactsOf(c.reports.store)) q.report.add(k);
+  };
+  c.policies.on({
+    add: repolicy,
+    delete: repolicy,
+    update: (_k, obj, old) =>
+      obj.metadata.generation !== old.metadata.generation ? repolicy() : policies.invalidate(),
+  });
+}
+
+export async function leaderWork(
+  o: ResolvedControllerOptions,
+  m: ControllerMetrics,
+  state: LeaderState,
+  signal: AbortSignal,
+): Promise<void> {
+  const c = caches(o);
+  const q: Queues = {
+    report: new WorkQueue<string>({ onDepth: (d) => m.depth.set({ kind: "report" }, d) }),
+    index: new WorkQueue<string>({ onDepth: (d) => m.depth.set({ kind: "index" }, d) }),
+    request: new WorkQueue<string>({ onDepth: (d) => m.depth.set({ kind: "request" }, d) }),
+  };
+  const policies = new PolicySet(c.policies.store as Store<PatchPolicy>, o.policyNamespace, o.clock);
+  const members = new MemberIndex();
+  const outputs = new Map<string, number>();
+  wire(c, q, policies, members, outputs);
+  state.patchJobs = c.patchJobs.store;
+  state.reports = c.reports.store;
+  state.queues = q;
+  // Policies and PatchJobs first (what already exists), then reports: reconciles start
+  // as the first page of reports arrives, so listing and reconciling overlap.
+  const running = [...c.policies.run(signal), ...c.patchJobs.run(signal)];
+  await Promise.all([c.policies.waitForSync(signal), c.patchJobs.waitForSync(signal)]).catch(() => {});
+  if (signal.aborted) return void (await Promise.all(running));
+  running.push(...c.reports.run(signal));
+  void c.reports.waitForSync(signal).then(
+    () => {
+      state.synced = true;
+      o.log.info({ reports: c.reports.store.size, patchJobs: c.patchJobs.store.size }, "caches synced");
+    },
+    () => {},
+  );
+  const client = patchJobClient(o.kc);
+  const deps: ReconcilerDeps = {
+    client,
+    publisher: o.publisher,
+    events: eventRecorder(o.kc, "vuln-patcher-controller", o.log),
+    enqueue: (k) => q.index.add(k),
+    onPublished: (pj, dup) => (policies.published(pj), m.published.inc({ duplicate: String(dup) })),
+    onPublishFailure: () => m.publishFailures.inc(),
+    reports: c.reports.store,
+    reportsSynced: () => c.reports.synced(),
+    patchJobs: c.patchJobs.store,
+    members,
+    policies,
+    isOwnOutput: (ref) => outputs.has(ref),
+    settings: o.settings,
+    schema: o.schema,
+    clock: o.clock,
+  };
+  const runner = (kind: Kind, reconcile: Reconciler) =>
+    runController(
+      {
+        name: kind,
+        queue: q[kind],
+        reconcile,
+        concurrency: o.concurrency,
+        timeoutMs: o.reconcileTimeoutMs,
+        log: o.log,
+        onResult: (outcome, seconds) => {
+          m.reconciles.inc({ kind, result: outcome });
+          m.duration.observe({ kind }, seconds);
+        },
+        onOverrun: (n) => m.overrunning.set({ kind }, n),
+      },
+      signal,
+    );
+  const papi = o.kc.makeApiClient(CustomObjectsApi);
+  const reports = () => reportFactsOf(c.reports.store);
+  await Promise.all([
+    runner("report", reportReconciler(deps)),
+    runner("index", indexReconciler(deps)),
+    runner("request", requestReconciler(deps)),
+    runSweep(
+      {
+        patchJobs: c.patchJobs.store,
+        enqueue: (kind, key) => q[kind].add(key),
+        publisher: o.publisher,
+        client,
+        intervalMs: o.sweepIntervalMs,
+        staleMs: o.staleQueuedMs,
+        log: o.log,
+      },
+      signal,
+    ),
+    runSchedules({
+      policies,
+      store: c.policies.store as Store<PatchPolicy>,
+      reports,
+      enqueue: (k) => q.report.add(k),
+      api: papi,
+      clock: o.clock,
+      started: o.clock(),
+      intervalMs: o.scheduleIntervalMs,
+      signal,
+      log: o.log,
+      synced: () => c.reports.synced(),
+    }),
+    (async () => {
+      while (!signal.aborted) {
+        await sleepOn(realClock, o.policyStatusIntervalMs, signal);
+        if (signal.aborted || !c.reports.synced()) continue;
+        await writePolicyStatuses({
+          onInvalid: (p, message) => deps.events.warning(p, "InvalidSpec", message),
+          policies,
+          store: c.policies.store as Store<PatchPolicy>,
+          reports,
+          patchJobs: c.patchJobs.store,
+          api: papi,
+          clock: o.clock,
+          log: o.log,
+        }).catch((err: unknown) => o.log.warn({ err: errorMessage(err) }, "policy statuses not written"));
+      }
+    })(),
+    ...running,
+  ]);
+}

@@ -1,0 +1,90 @@
+// The three reconcilers, one per kind of PatchJob. Each is the same few lines: read what
+// the caches know, decide (pure, src/decide), apply the one action. Level-triggered: run
+// twice in a row, the second pass changes nothing.
+import type { PatchJob, SchemaNode } from "../api/index.ts";
+import {
+  decideIndex,
+  decideReport,
+  decideRequest,
+  type IndexSettings,
+  type ReportSettings,
+  type ReportSummary,
+} from "../decide/index.ts";
+import type { Reconciler, Store } from "../kube/index.ts";
+import { apply, type ApplyDeps } from "./apply.ts";
+import type { PolicySet } from "./policy-set.ts";
+import { splitKey, type MemberIndex } from "./routing.ts";
+
+export interface ReconcilerDeps extends ApplyDeps {
+  reports: Store<ReportSummary>;
+  /** False while the first list of reports is still arriving. */
+  reportsSynced: () => boolean;
+  patchJobs: Store<PatchJob>;
+  members: MemberIndex;
+  policies: PolicySet;
+  /** True for an image reference (registry/repository:tag) some PatchJob pushed: our own output. */
+  isOwnOutput: (ref: string) => boolean;
+  settings: ReportSettings & IndexSettings;
+  /** The PatchJob CRD's spec schema, loaded once at start. */
+  schema: SchemaNode;
+  clock: () => Date;
+}
+
+export function reportReconciler(d: ReconcilerDeps): Reconciler {
+  return async (key, _signal, log) => {
+    const [namespace, name] = splitKey(key);
+    const report = d.reports.get(key);
+    const current = d.patchJobs.get(key);
+    const im = report?.facts?.imageMetadata;
+    const action = decideReport({
+      namespace,
+      name,
+      report,
+      reportsSynced: d.reportsSynced(),
+      current,
+      ownOutput: !!im?.tag && d.isOwnOutput(`${im.registryURI}/${im.repository}:${im.tag}`),
+      policy: report?.facts ? d.policies.verdict(key, report.facts) : { kind: "none" },
+      gate: () => (current ? d.policies.gate(current, d.patchJobs) : undefined),
+      settings: d.settings,
+      schema: d.schema,
+      now: d.clock(),
+    });
+    const result = await apply(d, action, current, log);
+    // A Scheduled policy's grant is one decision: this was it.
+    d.policies.consumeGrant(key);
+    return result;
+  };
+}
+
+export function indexReconciler(d: ReconcilerDeps): Reconciler {
+  return async (key, _signal, log) => {
+    const [namespace, name] = splitKey(key);
+    const current = d.patchJobs.get(key);
+    const members = d.members
+      .membersOf(key)
+      .map((k) => d.patchJobs.get(k))
+      .filter((m): m is PatchJob => m !== undefined);
+    const action = decideIndex({
+      namespace,
+      name,
+      members,
+      current,
+      gate: () => (current ? d.policies.gate(current, d.patchJobs) : undefined),
+      settings: d.settings,
+      now: d.clock(),
+    });
+    return apply(d, action, current, log);
+  };
+}
+
+export function requestReconciler(d: ReconcilerDeps): Reconciler {
+  return async (key, _signal, log) => {
+    const current = d.patchJobs.get(key);
+    const action = decideRequest({
+      current,
+      gate: () => (current ? d.policies.gate(current, d.patchJobs) : undefined),
+      now: d.clock(),
+    });
+    return apply(d, action, current, log);
+  };
+}

@@ -1,0 +1,76 @@
+// Re-publish what is stuck: Pending PatchJobs go back through their reconciler; a Queued
+// one whose message is no longer in the stream (and no worker picked it up) is
+// published again. Idempotent: the message id de-duplicates, and workers check the
+// generation.
+import { markQueued, type PatchJob, Phase, Reason } from "../api/index.ts";
+import {
+  type Clock,
+  ignoreConflict,
+  type PatchJobClient,
+  realClock,
+  sleepOn,
+  type Store,
+} from "../kube/index.ts";
+import type { Publisher } from "../queue/index.ts";
+import type { Logger } from "../util/log.ts";
+import { errorMessage } from "../util/errors.ts";
+import { keyOf, kindOf, type Kind } from "./routing.ts";
+
+/** @default 60_000 */
+export const DEFAULT_SWEEP_INTERVAL_MS = 60_000;
+/** A Queued PatchJob whose message is gone after this long is published again. @default 300_000 */
+export const DEFAULT_STALE_QUEUED_MS = 300_000;
+
+export interface SweepOptions {
+  patchJobs: Store<PatchJob>;
+  enqueue: (kind: Kind, key: string) => void;
+  publisher: Publisher;
+  client: PatchJobClient;
+  intervalMs: number;
+  staleMs: number;
+  log: Logger;
+  clock?: Clock;
+}
+
+/** One pass over the cache. Returns the keys re-published. */
+export async function sweepOnce(o: SweepOptions): Promise<string[]> {
+  const now = (o.clock ?? realClock).now();
+  const republished: string[] = [];
+  for (const pj of [...o.patchJobs.values()]) {
+    const s = pj.status;
+    const key = keyOf(pj);
+    if (!s?.phase || s.phase === Phase.Pending) {
+      o.enqueue(kindOf(pj), key);
+      continue;
+    }
+    if (s.phase !== Phase.Queued || s.observedGeneration !== pj.metadata.generation) continue;
+    // A platform waiting for its index PatchJob has no message of its own: the index's counts.
+    if (s.reason === Reason.Grouped) continue;
+    if (now - (Date.parse(s.queuedTime ?? "") || 0) < o.staleMs) continue;
+    const req = {
+      namespace: pj.metadata.namespace!,
+      name: pj.metadata.name,
+      uid: pj.metadata.uid!,
+      generation: pj.metadata.generation ?? 1,
+    };
+    try {
+      if (await o.publisher.pending(req)) continue;
+      await o.publisher.publish(req);
+      await ignoreConflict(o.client.updateStatus(pj, markQueued(pj)));
+      republished.push(key);
+      o.log.info({ key, generation: req.generation }, "sweep re-published a stale Queued PatchJob");
+    } catch (err) {
+      o.log.warn({ key, err: errorMessage(err) }, "sweep could not re-publish");
+    }
+  }
+  return republished;
+}
+
+export async function runSweep(o: SweepOptions, signal: AbortSignal): Promise<void> {
+  const clock = o.clock ?? realClock;
+  while (!signal.aborted) {
+    await sleepOn(clock, o.intervalMs, signal);
+    if (signal.aborted) return;
+    await sweepOnce(o);
+  }
+}

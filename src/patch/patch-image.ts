@@ -1,0 +1,261 @@
+// Patch one image, honestly: resolve the source, plan against its package database,
+// adopt an earlier push for the same plan, run copa, and verify the result in the
+// registry. Shared by the worker and the `patch` CLI.
+import {
+  formatImageRef,
+  type ImageRef,
+  type PackageUpdate,
+  parsePlatform,
+  PatchError,
+  Reason,
+  toUpdateManifest,
+  type UpdateManifest,
+  type VersionScheme,
+} from "../api/index.ts";
+import { type Descriptor, type PackageDB, readPackageDB, type RegistryClient } from "../registry/index.ts";
+import { copaArgv } from "./argv.ts";
+import type { Executor } from "./executor.ts";
+import { classifyCopaRun, type CopaVerdict } from "./outcome.ts";
+import { planUpdates, verifyUpdates, type Plan, type Verification } from "./plan.ts";
+import { parseDuration } from "../util/duration.ts";
+
+export type Stage = "resolve" | "plan" | "adopt" | "copa" | "verify";
+
+/** copa's own --timeout when the spec gives none. @default "10m" */
+export const DEFAULT_COPA_TIMEOUT = "10m";
+/** The executor's hard limit is copa's --timeout plus this (copa gets to stop by itself first). @default 60_000 */
+export const COPA_KILL_SLACK_MS = 60_000;
+
+/** What every patch (of an image or of an index) is given. */
+export interface EngineInput {
+  /** Stable id of this attempt's work (PatchJob name + generation). */
+  id: string;
+  source: ImageRef;
+  target: ImageRef;
+  os?: { type: string; version: string };
+  buildkitAddr: string;
+  tls?: { caCert: string; cert: string; key: string };
+  /** copa's --timeout, a Go duration. @default DEFAULT_COPA_TIMEOUT */
+  timeout?: string;
+  ignoreErrors?: boolean;
+  executor: Executor;
+  registry: RegistryClient;
+  /** Stops copa (the worker is stopping). */
+  signal?: AbortSignal;
+  onProgress?: (stage: Stage, message: string) => void;
+  onOutput?: (line: string) => void;
+  /** Where a Job runs, and what owns it (the PatchJob), for the kubernetes executor. */
+  namespace?: string;
+  owner?: { apiVersion: string; kind: string; name: string; uid: string };
+}
+
+export interface PatchImageInput extends EngineInput {
+  /** @default linux/amd64 */
+  platform?: string;
+  /** Updates to make; undefined = update every package (copa without a report). */
+  updates?: PackageUpdate[];
+  /** Allow patching one platform of an index on its own (the target then holds only it). @default false */
+  platformOfIndex?: boolean;
+}
+
+interface Common {
+  sourceDigest: string;
+  before: PackageDB;
+  plan?: Plan;
+}
+
+export type PatchImageResult =
+  | (Common & {
+      kind: "patched";
+      adopted: boolean;
+      patchedRef: string;
+      patchedDigest: string;
+      verification: Verification;
+      vex?: string;
+      copaMs?: number;
+    })
+  | (Common & { kind: "noop"; message: string });
+
+export function layersExtend(base: Descriptor[], top: Descriptor[]): boolean {
+  return top.length > base.length && base.every((l, i) => top[i]?.digest === l.digest);
+}
+
+interface Source {
+  manifest: { layers: Descriptor[] };
+  digest: string;
+  before: PackageDB;
+  plan?: Plan;
+}
+
+/** Resolve the source for the platform, read its package database, plan the updates. */
+async function resolveAndPlan(input: PatchImageInput, platform: string): Promise<Source> {
+  const progress = input.onProgress ?? (() => {});
+  progress("resolve", `resolving ${formatImageRef(input.source)}`);
+  const src = await input.registry.manifestFor(input.source, platform);
+  if (!src)
+    throw new PatchError(Reason.ImageNotFound, `source image ${formatImageRef(input.source)} not found`);
+  if (src.indexDigest && !input.platformOfIndex)
+    throw new PatchError(
+      Reason.InvalidSpec,
+      `${formatImageRef(input.source)} is a multi-arch index: a patch of ${platform} alone would replace ${formatImageRef(input.target)} with that one platform; patch the index (platform "all") instead`,
+    );
+  const before = await readPackageDB(input.registry, input.source, src.manifest.layers);
+  if (!input.updates) {
+    progress("plan", "no report: copa updates every package");
+    return { manifest: src.manifest, digest: src.digest, before };
+  }
+  const plan = planUpdates(input.updates, before, input.os?.type);
+  progress(
+    "plan",
+    `${plan.needed.length} updates needed, ${plan.satisfied.length} already satisfied, ${plan.absent.length} not installed`,
+  );
+  return { manifest: src.manifest, digest: src.digest, before, plan };
+}
+
+/** A redelivered request may find its own earlier push: adopt it rather than patch twice. */
+async function adoptExisting(
+  input: PatchImageInput,
+  platform: string,
+  src: Source,
+): Promise<PatchImageResult | undefined> {
+  const existing = await input.registry.manifestFor(input.target, platform).catch(() => undefined);
+  if (!existing || !layersExtend(src.manifest.layers, existing.manifest.layers)) return undefined;
+  const after = await readPackageDB(input.registry, input.target, existing.manifest.layers);
+  const v = verifyUpdates(src.plan?.needed ?? [], after, src.before, input.os?.type);
+  if (src.plan ? v.remaining.length > 0 : v.changed.length === 0) return undefined;
+  input.onProgress?.(
+    "adopt",
+    `${formatImageRef(input.target)} already holds a patch of this source (${existing.digest})`,
+  );
+  return {
+    kind: "patched",
+    adopted: true,
+    sourceDigest: src.digest,
+    before: src.before,
+    plan: src.plan,
+    patchedRef: formatImageRef(input.target),
+    patchedDigest: existing.digest,
+    verification: updateAllVerification(v, src.plan),
+  };
+}
+
+/** copa's native manifest for the plan (none in update-all mode). */
+function manifestFor(input: PatchImageInput, platform: string, src: Source): UpdateManifest | undefined {
+  const arch = parsePlatform(platform);
+  if (!src.plan) return undefined;
+  if (!input.os || !arch)
+    throw new PatchError(Reason.InvalidSpec, "the spec has updates but no OS type and version");
+  return toUpdateManifest({
+    os: { ...input.os, scheme: (src.before.format === "apk" ? "apk" : "dpkg") as VersionScheme },
+    arch: arch.architecture,
+    variant: arch.variant,
+    updates: src.plan.needed.map((u) => ({
+      name: u.name,
+      installedVersion: u.installedVersion,
+      fixedVersion: u.fixedVersion,
+      vulnerabilityID: u.vulnerabilityIDs?.[0] ?? "",
+    })),
+  });
+}
+
+/** The target tag read back: a patch of the source whose packages are at the plan's versions. */
+async function verifyPushed(
+  input: PatchImageInput,
+  platform: string,
+  src: Source,
+  run: { verdict: Exclude<CopaVerdict, { kind: "failed" }>; vex?: string; durationMs: number },
+): Promise<PatchImageResult> {
+  input.onProgress?.("verify", `reading ${formatImageRef(input.target)} back from the registry`);
+  const pushed = await input.registry.manifestFor(input.target, platform);
+  if (!pushed || !layersExtend(src.manifest.layers, pushed.manifest.layers)) {
+    if (run.verdict.kind === "noop")
+      return {
+        kind: "noop",
+        sourceDigest: src.digest,
+        before: src.before,
+        plan: src.plan,
+        message: run.verdict.message,
+      };
+    throw new PatchError(
+      Reason.VerificationFailed,
+      `copa reported success but ${formatImageRef(input.target)} ${pushed ? "is not a patch of the source" : "does not exist"}`,
+    );
+  }
+  if (pushed.digest === src.digest)
+    throw new PatchError(Reason.VerificationFailed, "the patched image has the source's digest");
+  const after = await readPackageDB(input.registry, input.target, pushed.manifest.layers);
+  const v = updateAllVerification(
+    verifyUpdates(src.plan?.needed ?? [], after, src.before, input.os?.type),
+    src.plan,
+  );
+  if (src.plan && v.fixed.length === 0)
+    throw new PatchError(
+      Reason.VerificationFailed,
+      `copa pushed ${pushed.digest} but none of the ${src.plan.needed.length} planned updates is in it`,
+    );
+  return {
+    kind: "patched",
+    adopted: false,
+    sourceDigest: src.digest,
+    before: src.before,
+    plan: src.plan,
+    patchedRef: formatImageRef(input.target),
+    patchedDigest: pushed.digest,
+    verification: v,
+    vex: run.vex,
+    copaMs: run.durationMs,
+  };
+}
+
+export async function patchImage(input: PatchImageInput): Promise<PatchImageResult> {
+  const platform = input.platform ?? "linux/amd64";
+  const src = await resolveAndPlan(input, platform);
+  if (src.plan && src.plan.needed.length === 0)
+    return {
+      kind: "noop",
+      sourceDigest: src.digest,
+      before: src.before,
+      plan: src.plan,
+      message: `nothing to update: ${src.plan.satisfied.length} planned updates already in the image, ${src.plan.absent.length} packages not installed`,
+    };
+  const adopted = await adoptExisting(input, platform, src);
+  if (adopted) return adopted;
+  const manifest = manifestFor(input, platform, src);
+  const timeout = input.timeout ?? DEFAULT_COPA_TIMEOUT;
+  const source: ImageRef = { ...input.source, digest: src.digest };
+  input.onProgress?.("copa", `copa patch ${formatImageRef(source)} -> ${formatImageRef(input.target)}`);
+  const run = await input.executor.run({
+    id: input.id,
+    manifest,
+    timeoutMs: parseDuration(timeout) + COPA_KILL_SLACK_MS,
+    signal: input.signal,
+    onOutput: input.onOutput,
+    namespace: input.namespace,
+    owner: input.owner,
+    args: (paths) =>
+      copaArgv({
+        image: source,
+        target: input.target,
+        buildkitAddr: input.buildkitAddr,
+        manifestPath: paths.manifest,
+        vexPath: paths.vex,
+        timeout,
+        ignoreErrors: input.ignoreErrors,
+        tls: input.tls,
+      }),
+  });
+  const verdict = classifyCopaRun(run, timeout);
+  if (verdict.kind === "failed")
+    throw new PatchError(verdict.reason, verdict.message, { transient: verdict.transient });
+  return verifyPushed(input, platform, src, { verdict, vex: run.vex, durationMs: run.durationMs });
+}
+
+/** In update-all mode there is no plan: what changed is what was fixed. */
+export function updateAllVerification(v: Verification, plan: Plan | undefined): Verification {
+  if (plan) return v;
+  return {
+    ...v,
+    fixed: v.changed.map((c) => ({ name: c.name, installedVersion: c.from, fixedVersion: c.to })),
+    remaining: [],
+  };
+}

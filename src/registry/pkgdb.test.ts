@@ -1,0 +1,135 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import { gzipSync } from "node:zlib";
+import { parseApkInstalled, parseDpkgStatus, readPackageDB, type BlobReader } from "./pkgdb.ts";
+import type { Descriptor } from "./client.ts";
+import { tarFile, tarOf } from "../../test/support/tar.ts";
+
+const STATUS = `Package: liblzma5
+Status: install ok installed
+Version: 5.4.1-1+deb12u1
+
+Package: old-thing
+Status: deinstall ok config-files
+Version: 1.0
+
+Package: perl-base
+Status: install ok installed
+Architecture: amd64
+Version: 5.36.0-7+deb12u3
+Description: minimal Perl system
+ a continuation line: Version: 9.9 is not a field
+`;
+
+test("dpkg - installed packages only, with their versions; continuation lines are not fields", () => {
+  assert.deepEqual(
+    [...parseDpkgStatus(STATUS)],
+    [
+      ["liblzma5", "5.4.1-1+deb12u1"],
+      ["perl-base", "5.36.0-7+deb12u3"],
+    ],
+  );
+});
+
+test("dpkg - distroless status.d entries have no Status field: present means installed", () => {
+  assert.deepEqual(
+    [...parseDpkgStatus("Package: base-files\nVersion: 12.4+deb12u5\n")],
+    [["base-files", "12.4+deb12u5"]],
+  );
+});
+
+test("apk - P: and V: records", () => {
+  const db = "C:Q1abc=\nP:musl\nV:1.1.24-r2\nA:x86_64\n\nP:busybox\nV:1.31.1-r9\n\nP:no-version\n";
+  assert.deepEqual(
+    [...parseApkInstalled(db)],
+    [
+      ["musl", "1.1.24-r2"],
+      ["busybox", "1.31.1-r9"],
+    ],
+  );
+});
+
+/** Layers in memory, served by digest, counting reads (a layer is scanned once per process). */
+function layers(...tars: Buffer[]): { reader: BlobReader; descriptors: Descriptor[]; reads: string[] } {
+  const byDigest = new Map<string, Buffer>();
+  const descriptors = tars.map((t) => {
+    const gz = gzipSync(t);
+    const digest = "sha256:" + createHash("sha256").update(gz).digest("hex");
+    byDigest.set(digest, gz);
+    return { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest, size: gz.length };
+  });
+  const reads: string[] = [];
+  return {
+    descriptors,
+    reads,
+    reader: {
+      async blob(_ref, digest) {
+        reads.push(digest);
+        const b = byDigest.get(digest);
+        if (!b) throw new Error(`no blob ${digest}`);
+        return Readable.from([b]);
+      },
+    },
+  };
+}
+
+const REF = { registry: "127.0.0.1:5000", repository: "unit/pkgdb" };
+
+test("package db - the top layer that has the status file decides; lower layers are not read", async () => {
+  const base = tarOf(
+    tarFile("etc/debian_version", "12.15\n"),
+    tarFile("var/lib/dpkg/status", STATUS),
+    tarFile("etc/marker-" + Math.random(), "unique"),
+  );
+  const top = tarOf(
+    tarFile(
+      "var/lib/dpkg/status",
+      STATUS.replace("5.4.1-1+deb12u1", "5.4.1-1+deb12u2") + "\n" + `x-${Math.random()}: y\n`,
+    ),
+  );
+  const l = layers(base, top);
+  const db = await readPackageDB(l.reader, REF, l.descriptors);
+  assert.equal(db.format, "dpkg");
+  assert.equal(db.packages.get("liblzma5"), "5.4.1-1+deb12u2", "copa's top layer wins");
+  assert.deepEqual(l.reads, [l.descriptors[1]!.digest], "the base layer was not read");
+  const withVersion = await readPackageDB(l.reader, REF, l.descriptors, { debianVersion: true });
+  assert.equal(withVersion.debianVersion, "12.15", "asked for, it reads down to /etc/debian_version");
+  assert.deepEqual(l.reads, [l.descriptors[1]!.digest, l.descriptors[0]!.digest], "each layer read once");
+});
+
+test("package db - a whiteout of the status file in an upper layer means no database", async () => {
+  const l = layers(
+    tarOf(tarFile("var/lib/dpkg/status", STATUS), tarFile(`n-${Math.random()}`, "")),
+    tarOf(tarFile("var/lib/dpkg/.wh.status", ""), tarFile(`n-${Math.random()}`, "")),
+  );
+  const db = await readPackageDB(l.reader, REF, l.descriptors);
+  assert.deepEqual(db, { format: "unknown", packages: new Map() });
+});
+
+test("package db - distroless status.d files merge, the upper layer's copy of a file winning", async () => {
+  const l = layers(
+    tarOf(
+      tarFile("var/lib/dpkg/status.d/base-files", "Package: base-files\nVersion: 12.4\n"),
+      tarFile("var/lib/dpkg/status.d/tzdata", "Package: tzdata\nVersion: 2024a-0+deb12u1\n"),
+      tarFile(`n-${Math.random()}`, ""),
+    ),
+    tarOf(
+      tarFile("var/lib/dpkg/status.d/tzdata", "Package: tzdata\nVersion: 2025b-0+deb12u1\n"),
+      tarFile(`n-${Math.random()}`, ""),
+    ),
+  );
+  const db = await readPackageDB(l.reader, REF, l.descriptors);
+  assert.equal(db.format, "dpkg");
+  assert.deepEqual(Object.fromEntries(db.packages), { "base-files": "12.4", tzdata: "2025b-0+deb12u1" });
+});
+
+test("package db - an Alpine image's apk database", async () => {
+  const l = layers(
+    tarOf(tarFile("lib/apk/db/installed", "P:musl\nV:1.2.5-r0\n"), tarFile(`n-${Math.random()}`, "")),
+  );
+  const db = await readPackageDB(l.reader, REF, l.descriptors);
+  assert.equal(db.format, "apk");
+  assert.equal(db.packages.get("musl"), "1.2.5-r0");
+});

@@ -1,0 +1,72 @@
+// The spec of an ad-hoc patch (POST .../patchjobs): of an image reference, or of a report
+// in the caller's namespace (whose read the caller must be allowed too: the server
+// reads it with its own rights).
+import { parseImageRef, type PatchJobSpec, REPORT_GROUP, REPORT_PLURAL, Source } from "../api/index.ts";
+import { patchJobNameForIndex, type ReportSummary, specFromReport } from "../decide/index.ts";
+import type { Store } from "../kube/index.ts";
+import { errorMessage } from "../util/errors.ts";
+import type { Access } from "./auth.ts";
+import { HttpError } from "./respond.ts";
+
+const PLATFORM_RE = /^(all|[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?)$/;
+
+export async function adhocSpec(
+  ns: string,
+  b: Record<string, unknown>,
+  reports: Store<ReportSummary>,
+  authorize: (a: Access) => Promise<void>,
+): Promise<PatchJobSpec> {
+  const dryRun = b.dryRun === true;
+  if (typeof b.report === "string") {
+    await authorize({
+      verb: "get",
+      group: REPORT_GROUP,
+      resource: REPORT_PLURAL,
+      namespace: ns,
+      name: b.report,
+    });
+    return reportSpec(ns, b.report, reports.get(`${ns}/${b.report}`), dryRun);
+  }
+  if (typeof b.image !== "string")
+    throw new HttpError(
+      400,
+      'give "image" (a reference) or "report" (a VulnerabilityReport name in this namespace)',
+    );
+  let ref;
+  try {
+    ref = parseImageRef(b.image);
+  } catch (err) {
+    throw new HttpError(400, `image: ${errorMessage(err)}`);
+  }
+  const platform = typeof b.platform === "string" ? b.platform : "linux/amd64";
+  if (!PLATFORM_RE.test(platform))
+    throw new HttpError(400, `platform: ${JSON.stringify(platform)} is not os/arch[/variant] or all`);
+  return {
+    image: {
+      registryURI: ref.registry,
+      repository: ref.repository,
+      ...(ref.tag ? { tag: ref.tag } : {}),
+      ...(ref.digest ? { digest: ref.digest } : {}),
+      platform,
+    },
+    source: Source.Manual,
+    ...(dryRun ? { dryRun: true } : {}),
+  };
+}
+
+function reportSpec(ns: string, name: string, s: ReportSummary | undefined, dryRun: boolean): PatchJobSpec {
+  if (!s) throw new HttpError(404, `VulnerabilityReport ${ns}/${name} not found`);
+  const im = s.facts?.imageMetadata;
+  if (im?.indexDigest && !dryRun)
+    throw new HttpError(
+      422,
+      `report ${name} is one platform (${im.platform}) of a multi-arch index: patching it alone would replace the patched tag with that platform only; patch the index instead: {"image": "${im.registryURI}/${im.repository}${im.tag ? `:${im.tag}` : ""}", "platform": "all"} (PatchJob ${patchJobNameForIndex(im)} patches it from its reports)`,
+    );
+  if (!s.facts || !s.facts.conversion.ok)
+    throw new HttpError(
+      422,
+      `report ${name} cannot be patched: ${s.facts?.conversion.ok === false ? s.facts.conversion.message : s.invalid?.message}`,
+    );
+  const spec = specFromReport(s.facts, s.facts.conversion.value);
+  return { ...spec, source: Source.Manual, ...(dryRun ? { dryRun: true } : {}) };
+}

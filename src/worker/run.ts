@@ -1,0 +1,88 @@
+// What an attempt runs: the patch engine for an image or an index, or the plan of a dry
+// run. The request's signal reaches the executor, so copa stops when the worker does.
+import { formatImageRef, PatchError, type PatchJob, Reason } from "../api/index.ts";
+import { describePlan, sourceRef, targetRef } from "../decide/index.ts";
+import { type Executor, patchImage, patchIndex, planUpdates } from "../patch/index.ts";
+import { readPackageDB, type RegistryClient } from "../registry/index.ts";
+import type { Logger } from "../util/log.ts";
+import { errorMessage } from "../util/errors.ts";
+import type { RunResult } from "./record.ts";
+
+export interface EngineDeps {
+  executor: Executor;
+  registry: RegistryClient;
+  buildkitAddr: string;
+  tls?: { caCert: string; cert: string; key: string };
+}
+
+export interface Attempt {
+  pj: PatchJob;
+  signal: AbortSignal;
+  /** A sign of life for the queue (a long patch must not look dead). */
+  working: () => void;
+  log: Logger;
+}
+
+export async function runAttempt(d: EngineDeps, a: Attempt): Promise<RunResult> {
+  const { pj, log } = a;
+  const spec = pj.spec;
+  if (!spec.image) throw new PatchError(Reason.InvalidSpec, "spec.image is missing: nothing to patch");
+  const image = spec.image;
+  const source = sourceRef({ image });
+  let target;
+  try {
+    target = targetRef({ image, target: spec.target });
+  } catch (err) {
+    throw new PatchError(Reason.InvalidSpec, errorMessage(err));
+  }
+  const common = {
+    id: `${pj.metadata.name}-${pj.metadata.generation ?? 1}`,
+    source,
+    target,
+    os: spec.os,
+    buildkitAddr: d.buildkitAddr,
+    tls: d.tls,
+    timeout: spec.options?.timeout,
+    ignoreErrors: spec.options?.ignoreErrors,
+    executor: d.executor,
+    registry: d.registry,
+    signal: a.signal,
+    onProgress: (stage: string, message: string) => {
+      a.working();
+      log.info({ stage }, message);
+    },
+    onOutput: () => a.working(),
+    namespace: pj.metadata.namespace,
+    owner: { apiVersion: pj.apiVersion, kind: pj.kind, name: pj.metadata.name, uid: pj.metadata.uid! },
+  };
+  if (image.platform === "all") {
+    if (spec.dryRun)
+      throw new PatchError(
+        Reason.InvalidSpec,
+        "a dry run of a whole index is not supported: plan one platform",
+      );
+    const result = await patchIndex({
+      ...common,
+      // No platform list (a PatchJob made by hand for a whole index): every platform, update-all.
+      platforms: spec.platforms?.map((p) => ({ platform: p.platform, updates: p.updates ?? [] })),
+      publishPartial: spec.options?.publishPartial,
+    });
+    return { kind: "index", result };
+  }
+  if (spec.dryRun) {
+    const src = await d.registry.manifestFor(source, image.platform);
+    if (!src) throw new PatchError(Reason.ImageNotFound, `source image ${formatImageRef(source)} not found`);
+    const db = await readPackageDB(d.registry, source, src.manifest.layers);
+    const plan = planUpdates(spec.updates ?? [], db, spec.os?.type);
+    return {
+      kind: "planned",
+      message: `dry run: ${describePlan(plan.needed)}; ${plan.satisfied.length} already in the image`,
+      updates: plan.needed,
+    };
+  }
+  return patchImage({
+    ...common,
+    platform: image.platform,
+    updates: spec.updates?.length ? spec.updates : undefined,
+  });
+}

@@ -1,5 +1,0 @@
-export { setup, Env, type EnvOptions, type Endpoints } from "./env.ts";
-export { Component } from "./component.ts";
-export { freePort, httpStatus } from "./net.ts";
-export { isAlive, stopPid } from "./process.ts";
-export { ensureGoTools, goBinary, systemBinary, cacheDir, REPO_ROOT, type GoComponent } from "./tools.ts";

@@ -1,0 +1,122 @@
+// A worker killed with SIGKILL in the middle of a patch: JetStream redelivers the
+// request to the other worker, the dead worker's copa dies with it, and the PatchJob
+// ends with exactly one patched image in the registry.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { namespaces, ownImage, testEnv } from "../support/shared.ts";
+import { imageSecurityUpdates } from "../../src/devenv/honest-report.ts";
+import { createPatchJob, manualSpec, waitForPhase, getPatchJob } from "../../test/support/patchjobs.ts";
+import { startCli, localWorkerArgs, type CliProcess } from "../../test/support/cli.ts";
+import { waitFor } from "../../src/devenv/wait.ts";
+import { parseImageRef } from "../../src/api/index.ts";
+import { RegistryClient } from "../../src/registry/index.ts";
+import { connectNats } from "../../src/queue/index.ts";
+import { startController } from "../../src/controller/index.ts";
+import { reportFault } from "../../test/support/faults.ts";
+
+const run = promisify(execFile);
+
+async function manifestRevisions(registryData: string, repository: string): Promise<number> {
+  const dir = join(
+    registryData,
+    "docker/registry/v2/repositories",
+    repository,
+    "_manifests/revisions/sha256",
+  );
+  return (await readdir(dir).catch(() => [])).length;
+}
+
+async function copaProcessesFor(tag: string): Promise<number> {
+  const { stdout } = await run("ps", ["-eo", "args"]);
+  return stdout.split("\n").filter((l) => /(^|\/)copa /.test(l) && l.includes(tag)).length;
+}
+
+test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly one patched image", async (t) => {
+  await using env = await testEnv();
+  const kc = env.kubeConfig();
+  const ns = (await namespaces(env, "crash")).crash!;
+  const repo = `${ns}/debian`;
+  const image = await ownImage(env, repo);
+  const registry = new RegistryClient();
+  const updates = await imageSecurityUpdates(image.ref, ["liblzma5", "libpcre2-8-0", "perl-base"]);
+  const nc = await connectNats({ url: env.natsURL, name: "crash-test" });
+  const ctl = await startController({ kc, nc, namespaces: [ns], policyNamespace: ns });
+  const workers: Record<string, CliProcess> = {};
+  try {
+    for (const id of ["worker-a", "worker-b"]) {
+      workers[id] = await startCli(
+        [
+          ...localWorkerArgs(env),
+          "--identity",
+          id,
+          "--concurrency",
+          "1",
+          "--ack-wait",
+          "8s",
+          "--listen",
+          "127.0.0.1:0",
+        ],
+        { logDir: env.dir, name: id },
+      );
+    }
+    const before = await manifestRevisions(env.registry!.dataDir, repo);
+    await createPatchJob(
+      kc,
+      ns,
+      "crash",
+      manualSpec(image.ref, image.digest, {
+        os: { type: "debian", version: "12" },
+        updates,
+        target: { tagSuffix: "-crash" },
+      }),
+    );
+    const running = await waitFor(
+      "Running",
+      async () => {
+        const pj = await getPatchJob(kc, ns, "crash");
+        return pj.status?.phase === "Running" && pj.status.worker ? pj : undefined;
+      },
+      60_000,
+      100,
+    );
+    const victim = running.status!.worker!;
+    const survivor = victim === "worker-a" ? "worker-b" : "worker-a";
+    await waitFor(
+      "copa to run",
+      async () => (await copaProcessesFor("bookworm-vuln-crash")) > 0 || undefined,
+      30_000,
+      100,
+    );
+    workers[victim]!.kill();
+    await workers[victim]!.exited;
+    await waitFor(
+      "the dead worker's copa to die with it",
+      async () => (await copaProcessesFor("bookworm-vuln-crash")) === 0 || undefined,
+      10_000,
+      100,
+    );
+
+    const pj = await waitForPhase(kc, ns, "crash", ["Succeeded", "Failed", "NoOp"], 300_000);
+    assert.equal(pj.status?.phase, "Succeeded", pj.status?.message);
+    assert.equal(pj.status?.worker, survivor);
+    assert.equal(pj.status?.attempts, 2);
+    const tag = await registry.manifestFor(parseImageRef(`${env.registryHost}/${repo}:bookworm-vuln-crash`));
+    assert.equal(tag?.digest, pj.status?.patchedImage?.digest);
+    const pushed = (await manifestRevisions(env.registry!.dataDir, repo)) - before;
+    assert.equal(pushed, 1, "exactly one image pushed");
+    reportFault(t, {
+      fault: "worker-sigkill-mid-patch",
+      injected: `SIGKILL to ${victim} while its copa ran`,
+      expected: "its copa dies with it; redelivered to the other worker; Succeeded; exactly one image pushed",
+      observed: `copa gone; ${pj.status?.phase} by ${pj.status?.worker} after ${pj.status?.attempts} attempts; ${pushed} image pushed`,
+    });
+  } finally {
+    for (const w of Object.values(workers)) await w.stop();
+    await ctl.stop();
+    await nc.close();
+  }
+});
