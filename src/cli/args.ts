@@ -2,8 +2,8 @@
 // conventional variables (KUBECONFIG, NATS_URL, ...), and a usage error that names
 // the bad flag.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "../util/errors.ts";
-import { parseDuration } from "../util/duration.ts";
+
+import { parseDuration, UsageError } from "../util/index.ts";
 
 export { parseDuration };
 

@@ -1,7 +1,8 @@
 // vuln-patcher controller: VulnerabilityReports -> PatchJobs -> NATS JetStream.
 import { parse, flagOrEnv, intFlag, durationFlag } from "./args.ts";
-import { newLogger } from "../util/log.ts";
-import { startHttpServer } from "../util/http.ts";
+
+import { newLogger, parseDuration, startHttpServer, UsageError } from "../util/index.ts";
+
 import {
   DEFAULT_CONCURRENCY,
   DEFAULT_LEASE_DURATION_MS,
@@ -13,8 +14,6 @@ import { startController } from "../controller/index.ts";
 import { kubeAuthenticator, startApi } from "../server/index.ts";
 import { DEFAULT_TAG_SUFFIX, DEFAULT_TIMEOUT } from "../api/index.ts";
 import { shutdownSignal } from "./signals.ts";
-import { parseDuration } from "../util/duration.ts";
-import { UsageError } from "../util/errors.ts";
 
 export const controllerUsage = `Usage: vuln-patcher controller [flags]
 

@@ -3,7 +3,8 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { convertReport, parseReport, toUpdateManifest } from "../api/index.ts";
-import { UsageError } from "../util/errors.ts";
+
+import { UsageError } from "../util/index.ts";
 import { parse } from "./args.ts";
 
 export const convertUsage = `Usage: vuln-patcher convert <report.yaml|report.json|->

@@ -11,8 +11,8 @@ import { localExecutor } from "../patch/index.ts";
 import { RegistryClient } from "../registry/index.ts";
 import { kubeAuthenticator, startApi } from "../server/index.ts";
 import { startWorker } from "../worker/index.ts";
-import { startHttpServer } from "../util/http.ts";
-import type { Logger } from "../util/log.ts";
+
+import { type Logger, startHttpServer } from "../util/index.ts";
 
 export const DEMO_NAMESPACE = "default";
 const NS = DEMO_NAMESPACE;

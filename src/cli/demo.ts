@@ -10,7 +10,8 @@ import { reportsApi } from "../devenv/kube.ts";
 import { parseImageRef } from "../api/index.ts";
 import { patchJobClient } from "../kube/index.ts";
 import { readPackageDB } from "../registry/index.ts";
-import { newLogger } from "../util/log.ts";
+
+import { newLogger } from "../util/index.ts";
 import { parse } from "./args.ts";
 import { shutdownSignal } from "./signals.ts";
 import { keepDevEnv, prepareDevDir } from "./dev.ts";

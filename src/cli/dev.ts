@@ -14,7 +14,8 @@ import {
 } from "../devenv/node.ts";
 import { loadKubeConfig } from "../kube/index.ts";
 import { detachFromExitHook } from "../devenv/process.ts";
-import { UsageError } from "../util/errors.ts";
+
+import { UsageError } from "../util/index.ts";
 import { parse } from "./args.ts";
 
 export const devUsage = `Usage: vuln-patcher dev up [--json] [--name NAME] [--node]

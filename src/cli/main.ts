@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // vuln-patcher: one CLI, one subcommand per job. Every failure ends in one clear line
 // on stderr and a non-zero exit (2 for bad input, 1 for everything else).
-import { UsageError, errorMessage } from "../util/errors.ts";
+
+import { errorMessage, UsageError } from "../util/index.ts";
 
 type Command = { summary: string; run: (argv: string[]) => Promise<number> };
 

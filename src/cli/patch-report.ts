@@ -3,7 +3,8 @@
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { convertReport, type Counts, type PackageUpdate, parseReport } from "../api/index.ts";
-import { UsageError } from "../util/errors.ts";
+
+import { UsageError } from "../util/index.ts";
 
 export interface CliReport {
   file: string;

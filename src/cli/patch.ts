@@ -17,8 +17,9 @@ import {
   parseDockerConfig,
   RegistryClient,
 } from "../registry/index.ts";
-import { UsageError } from "../util/errors.ts";
-import { parseDuration } from "../util/duration.ts";
+
+import { parseDuration, UsageError } from "../util/index.ts";
+
 import { readReportFile, type CliReport } from "./patch-report.ts";
 import {
   planOnly,

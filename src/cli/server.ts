@@ -2,11 +2,11 @@
 // them too with --api). Needs a kubeconfig whose identity may create TokenReviews and
 // SubjectAccessReviews, read PatchJobs and reports, and create and update PatchJobs.
 import { parse } from "./args.ts";
-import { newLogger } from "../util/log.ts";
+
+import { newLogger, startHttpServer } from "../util/index.ts";
 import { loadKubeConfig } from "../kube/index.ts";
 import { kubeAuthenticator, startApi } from "../server/index.ts";
 import { shutdownSignal } from "./signals.ts";
-import { startHttpServer } from "../util/http.ts";
 
 export const serverUsage = `Usage: vuln-patcher server [flags]
 

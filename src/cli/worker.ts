@@ -1,8 +1,9 @@
 // vuln-patcher worker: NATS -> copa on BuildKit -> verified push -> PatchJob status.
 import { hostname } from "node:os";
 import { parse, flagOrEnv, intFlag, durationFlag } from "./args.ts";
-import { newLogger } from "../util/log.ts";
-import { startHttpServer } from "../util/http.ts";
+
+import { newLogger, startHttpServer, UsageError } from "../util/index.ts";
+
 import { loadKubeConfig } from "../kube/index.ts";
 import {
   connectNats,
@@ -14,7 +15,6 @@ import { DEFAULT_WORKER_CONCURRENCY, startWorker } from "../worker/index.ts";
 import { CERTS_DIR, kubernetesExecutor, localExecutor } from "../patch/index.ts";
 import { credentialsFromDockerConfigDir, RegistryClient } from "../registry/index.ts";
 import { shutdownSignal } from "./signals.ts";
-import { UsageError } from "../util/errors.ts";
 
 export const workerUsage = `Usage: vuln-patcher worker [flags]
 

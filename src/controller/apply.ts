@@ -13,8 +13,8 @@ import {
   type Result,
 } from "../kube/index.ts";
 import type { Publisher } from "../queue/index.ts";
-import type { Logger } from "../util/log.ts";
-import { errorMessage } from "../util/errors.ts";
+
+import { errorMessage, type Logger } from "../util/index.ts";
 
 export interface ApplyDeps {
   client: PatchJobClient;

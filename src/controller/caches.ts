@@ -15,7 +15,8 @@ import {
 } from "../api/index.ts";
 import { type ReportSummary, summarizeReport } from "../decide/index.ts";
 import { Informer, type ListPage, mergedStore, type RawObject, type Store } from "../kube/index.ts";
-import type { Logger } from "../util/log.ts";
+
+import type { Logger } from "../util/index.ts";
 
 /** Reports are ~150 KB each: list them in small pages. @default 50 */
 export const DEFAULT_REPORT_PAGE_SIZE = 50;

@@ -14,7 +14,8 @@ import {
   type Store,
   WorkQueue,
 } from "../kube/index.ts";
-import { errorMessage } from "../util/errors.ts";
+
+import { errorMessage } from "../util/index.ts";
 import { CacheSet, patchJobInformer, policyInformer, reportInformer } from "./caches.ts";
 import type { ControllerMetrics } from "./metrics.ts";
 import type { ResolvedControllerOptions } from "./manager.ts";

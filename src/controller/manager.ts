@@ -18,7 +18,8 @@ import {
   type Store,
 } from "../kube/index.ts";
 import { JetStreamPublisher, type Publisher } from "../queue/index.ts";
-import { silentLogger, type Logger } from "../util/log.ts";
+
+import { type Logger, silentLogger } from "../util/index.ts";
 import { DEFAULT_STALE_QUEUED_MS, DEFAULT_SWEEP_INTERVAL_MS } from "./sweep.ts";
 import { controllerMetrics, type ControllerMetrics } from "./metrics.ts";
 import { leaderWork, type LeaderState } from "./leading.ts";

@@ -15,8 +15,9 @@ import {
 } from "../api/index.ts";
 import { nextRun, type ReportFacts } from "../decide/index.ts";
 import { isConflict, type Store } from "../kube/index.ts";
-import type { Logger } from "../util/log.ts";
-import { errorMessage } from "../util/errors.ts";
+
+import { errorMessage, type Logger } from "../util/index.ts";
+
 import { policyObjectKey, policyKey, type Clock, type PolicySet } from "./policy-set.ts";
 
 export function toTime(d: Date): string {

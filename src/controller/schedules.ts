@@ -5,8 +5,9 @@ import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { Mode, type PatchPolicy } from "../api/index.ts";
 import { nextRun, type ReportFacts } from "../decide/index.ts";
 import type { Store } from "../kube/index.ts";
-import type { Logger } from "../util/log.ts";
-import { errorMessage } from "../util/errors.ts";
+
+import { errorMessage, type Logger } from "../util/index.ts";
+
 import { policyKey, type Clock, type PolicySet } from "./policy-set.ts";
 import { toTime, writePolicyStatus } from "./policy-status.ts";
 

@@ -12,8 +12,9 @@ import {
   type Store,
 } from "../kube/index.ts";
 import type { Publisher } from "../queue/index.ts";
-import type { Logger } from "../util/log.ts";
-import { errorMessage } from "../util/errors.ts";
+
+import { errorMessage, type Logger } from "../util/index.ts";
+
 import { keyOf, kindOf, type Kind } from "./routing.ts";
 
 /** @default 60_000 */

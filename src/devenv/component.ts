@@ -1,3 +1,4 @@
+// One process of the environment: started as a child, stopped by pid.
 import { startProcess, stopPid, type ProcessSpec, type RunningProcess } from "./process.ts";
 
 /**

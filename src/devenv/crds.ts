@@ -1,3 +1,4 @@
+// The CRDs the environment installs: ours from the chart, and sbomscanner's test CRD.
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { ignoreConflict, installCRDs } from "../kube/index.ts";

@@ -1,3 +1,4 @@
+// nats-server with JetStream for the environment, its store in the environment's directory.
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Component } from "./component.ts";

@@ -1,3 +1,4 @@
+// Free ports and HTTP probes for the environment's processes.
 import { createServer } from "node:net";
 import { request as httpsRequest } from "node:https";
 import { request as httpRequest } from "node:http";

@@ -1,3 +1,4 @@
+// The environment's registries: plain HTTP on loopback, and one with basic auth.
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Component } from "./component.ts";

@@ -5,7 +5,8 @@ import { promisify } from "node:util";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { projectRoot } from "../api/index.ts";
-import { cacheDir, cachedTool } from "../util/tools.ts";
+
+import { cacheDir, cachedTool } from "../util/index.ts";
 
 const run = promisify(execFile);
 /** The checkout (found by looking upward, so this works from src and from a compiled dist/). */

@@ -1,3 +1,4 @@
+// Polling for a condition, with a clear error when it never comes.
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** Poll `fn` until it returns something other than undefined/false, or fail with `what`. */

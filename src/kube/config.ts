@@ -1,3 +1,4 @@
+// Loading a kubeconfig (flag, $KUBECONFIG, in-cluster, ~/.kube/config) with pooled connections.
 import { KubeConfig } from "@kubernetes/client-node";
 import type { RequestContext } from "@kubernetes/client-node";
 import { existsSync } from "node:fs";

@@ -10,8 +10,8 @@
 import { randomUUID } from "node:crypto";
 import type { WorkQueue } from "./workqueue.ts";
 import { realClock, type Clock } from "./clock.ts";
-import { errorMessage } from "../util/errors.ts";
-import { silentLogger, type Logger } from "../util/log.ts";
+
+import { errorMessage, type Logger, silentLogger } from "../util/index.ts";
 
 export type Result = { kind: "done" } | { kind: "requeueAfter"; ms: number };
 export const done: Result = { kind: "done" };

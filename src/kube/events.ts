@@ -2,7 +2,8 @@
 // an event that cannot be written is logged, never an error for the caller.
 import { CoreV1Api, type KubeConfig, type V1ObjectReference } from "@kubernetes/client-node";
 import { randomBytes } from "node:crypto";
-import { silentLogger, type Logger } from "../util/log.ts";
+
+import { type Logger, silentLogger } from "../util/index.ts";
 import { apiMessage } from "./errors.ts";
 
 export interface EventRecorder {

@@ -6,8 +6,9 @@
 // Objects are transformed on arrival, so the cache holds only what the controller reads.
 // A quiet watch is normal: it lives until the server ends it or the resync period is up.
 import { Watch, type KubeConfig } from "@kubernetes/client-node";
-import type { Logger } from "../util/log.ts";
-import { silentLogger } from "../util/log.ts";
+
+import { type Logger, silentLogger } from "../util/index.ts";
+
 import { apiMessage } from "./errors.ts";
 import { realClock, sleepOn, type Clock } from "./clock.ts";
 

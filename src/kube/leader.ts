@@ -6,7 +6,8 @@
 import { CoordinationV1Api, V1MicroTime, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
 import { isConflict, isNotFound, apiMessage } from "./errors.ts";
 import { realClock, sleepOn, type Clock } from "./clock.ts";
-import { silentLogger, type Logger } from "../util/log.ts";
+
+import { type Logger, silentLogger } from "../util/index.ts";
 
 /** The Lease calls leader election makes (client-node's CoordinationV1Api has this shape). */
 export interface LeaseApi {

@@ -10,7 +10,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { CopaRun } from "./outcome.ts";
 import { safeFileName, type CopaRequest, type Executor } from "./executor.ts";
 import { apiMessage, ignoreConflict, isConflict, isNotFound } from "../kube/index.ts";
-import { silentLogger, type Logger } from "../util/log.ts";
+
+import { type Logger, silentLogger } from "../util/index.ts";
 
 export interface KubernetesExecutorOptions {
   kc: KubeConfig;

@@ -6,7 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CopaRun } from "./outcome.ts";
 import { LineTail, safeFileName, type CopaRequest, type Executor } from "./executor.ts";
-import { findTool } from "../util/tools.ts";
+
+import { findTool } from "../util/index.ts";
 
 export interface LocalExecutorOptions {
   /** Path of the copa binary. @default copa on PATH, else the one setup built (findTool) */

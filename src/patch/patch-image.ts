@@ -17,7 +17,8 @@ import { copaArgv } from "./argv.ts";
 import type { Executor } from "./executor.ts";
 import { classifyCopaRun, type CopaVerdict } from "./outcome.ts";
 import { planUpdates, verifyUpdates, type Plan, type Verification } from "./plan.ts";
-import { parseDuration } from "../util/duration.ts";
+
+import { parseDuration } from "../util/index.ts";
 
 export type Stage = "resolve" | "plan" | "adopt" | "copa" | "verify";
 

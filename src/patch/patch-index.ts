@@ -38,7 +38,8 @@ import {
 } from "../registry/index.ts";
 import { copaArgv } from "./argv.ts";
 import { classifyCopaRun, type CopaVerdict } from "./outcome.ts";
-import { parseDuration } from "../util/duration.ts";
+
+import { parseDuration } from "../util/index.ts";
 import { planUpdates, verifyUpdates, type Plan, type Verification } from "./plan.ts";
 import {
   COPA_KILL_SLACK_MS,

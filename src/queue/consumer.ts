@@ -16,8 +16,8 @@ import { nanos } from "@nats-io/nats-core";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CONSUMER, STREAM, SUBJECT_PREFIX } from "./messages.ts";
 import { JsCode, ensureStream, isJsError, manager, type StreamOptions } from "./nats.ts";
-import { silentLogger, type Logger } from "../util/log.ts";
-import { errorMessage } from "../util/errors.ts";
+
+import { errorMessage, type Logger, silentLogger } from "../util/index.ts";
 
 /** @default 60_000 */
 export const DEFAULT_ACK_WAIT_MS = 60_000;

@@ -12,7 +12,8 @@ import {
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 import { STREAM, SUBJECT_PREFIX } from "./messages.ts";
-import type { Logger } from "../util/log.ts";
+
+import type { Logger } from "../util/index.ts";
 
 /**
  * The JetStream API error codes we act on (nats-server's errors.json): matched by code,

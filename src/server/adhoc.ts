@@ -4,7 +4,8 @@
 import { parseImageRef, type PatchJobSpec, REPORT_GROUP, REPORT_PLURAL, Source } from "../api/index.ts";
 import { patchJobNameForIndex, type ReportSummary, specFromReport } from "../decide/index.ts";
 import type { Store } from "../kube/index.ts";
-import { errorMessage } from "../util/errors.ts";
+
+import { errorMessage } from "../util/index.ts";
 import type { Access } from "./auth.ts";
 import { HttpError } from "./respond.ts";
 

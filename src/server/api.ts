@@ -7,8 +7,9 @@
 import type { KubeConfig } from "@kubernetes/client-node";
 import { patchJobInformer, reportInformer } from "../controller/index.ts";
 import { patchJobClient } from "../kube/index.ts";
-import type { Route } from "../util/http.ts";
-import { silentLogger, type Logger } from "../util/log.ts";
+
+import { type Logger, type Route, silentLogger } from "../util/index.ts";
+
 import type { Authenticator } from "./auth.ts";
 import { openAPIDocument } from "./openapi.ts";
 import { json } from "./respond.ts";

@@ -1,7 +1,8 @@
 // Small HTTP helpers for the API: JSON answers, bounded JSON bodies, and an error that
 // carries its status code.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { errorMessage } from "../util/errors.ts";
+
+import { errorMessage } from "../util/index.ts";
 
 /** Request bodies over this are refused (413). @default 64 KiB */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;

@@ -15,7 +15,8 @@ import {
 } from "../api/index.ts";
 import { MANAGED_BY, patchJobNameForImage, type ReportSummary, SOURCE_LABEL } from "../decide/index.ts";
 import { apiMessage, ignoreConflict, isConflict, type PatchJobClient, type Store } from "../kube/index.ts";
-import type { Logger } from "../util/log.ts";
+
+import type { Logger } from "../util/index.ts";
 import { adhocSpec } from "./adhoc.ts";
 import { bearerToken, type Access, type Authenticator, type Caller } from "./auth.ts";
 import { API_PATHS, pathPattern } from "./paths.ts";

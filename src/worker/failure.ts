@@ -5,8 +5,9 @@
 import { isFinished, markFailed, PatchError, type PatchJob, Phase, Reason } from "../api/index.ts";
 import type { EventRecorder, PatchJobClient } from "../kube/index.ts";
 import type { Delivery, HandlerResult } from "../queue/index.ts";
-import type { Logger } from "../util/log.ts";
-import { errorMessage } from "../util/errors.ts";
+
+import { errorMessage, type Logger } from "../util/index.ts";
+
 import { finish, finishMembers } from "./status-writer.ts";
 
 export interface FailureDeps {

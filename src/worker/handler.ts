@@ -9,7 +9,8 @@ import {
   type HandlerResult,
 } from "../queue/index.ts";
 import type { EventRecorder, PatchJobClient } from "../kube/index.ts";
-import { silentLogger, type Logger } from "../util/log.ts";
+
+import { type Logger, silentLogger } from "../util/index.ts";
 import { claim } from "./claim.ts";
 import { recordExhausted, recordFailure } from "./failure.ts";
 import { record, type RecordDeps } from "./record.ts";

@@ -7,7 +7,8 @@ import { consume, type ConsumerOptions, ensureConsumer } from "../queue/index.ts
 import { eventRecorder, patchJobClient } from "../kube/index.ts";
 import type { Executor } from "../patch/index.ts";
 import type { RegistryClient } from "../registry/index.ts";
-import { silentLogger, type Logger } from "../util/log.ts";
+
+import { type Logger, silentLogger } from "../util/index.ts";
 import { HANDLER_OUTCOMES, patchHandler } from "./handler.ts";
 import { vexWriter } from "./vex.ts";
 

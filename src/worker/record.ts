@@ -15,7 +15,8 @@ import {
 } from "../api/index.ts";
 import type { EventRecorder, PatchJobClient } from "../kube/index.ts";
 import type { PatchImageResult, PatchIndexResult } from "../patch/index.ts";
-import type { Logger } from "../util/log.ts";
+
+import type { Logger } from "../util/index.ts";
 import { counts, findingsOf } from "./counts.ts";
 import { finish, finishMembers } from "./status-writer.ts";
 

@@ -4,8 +4,9 @@ import { formatImageRef, PatchError, type PatchJob, Reason } from "../api/index.
 import { describePlan, sourceRef, targetRef } from "../decide/index.ts";
 import { type Executor, patchImage, patchIndex, planUpdates } from "../patch/index.ts";
 import { readPackageDB, type RegistryClient } from "../registry/index.ts";
-import type { Logger } from "../util/log.ts";
-import { errorMessage } from "../util/errors.ts";
+
+import { errorMessage, type Logger } from "../util/index.ts";
+
 import type { RunResult } from "./record.ts";
 
 export interface EngineDeps {

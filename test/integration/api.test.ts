@@ -8,7 +8,8 @@ import { reportsApi } from "../../src/devenv/kube.ts";
 import { namespaces, testEnv } from "../support/shared.ts";
 import { makeReport } from "../../test/fixtures/make-report.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
-import { startHttpServer, type RunningServer } from "../../src/util/http.ts";
+
+import { type RunningServer, startHttpServer } from "../../src/util/index.ts";
 import { startApi, type RunningApi } from "../../src/server/api.ts";
 import { API_PATHS } from "../../src/server/paths.ts";
 import { kubeAuthenticator } from "../../src/server/auth.ts";
