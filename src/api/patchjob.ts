@@ -58,6 +58,8 @@ export const Reason = {
   InvalidReport: "InvalidReport",
   BuildKitUnreachable: "BuildKitUnreachable",
   RegistryUnreachable: "RegistryUnreachable",
+  /** A registry address no request can ever reach (a port fetch refuses, an unparsable host). */
+  InvalidRegistryAddress: "InvalidRegistryAddress",
   RegistryDenied: "RegistryDenied",
   ImageNotFound: "ImageNotFound",
   PackageError: "PackageError",

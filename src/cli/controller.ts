@@ -13,7 +13,7 @@ import { connectNats } from "../queue/index.ts";
 import { startController } from "../controller/index.ts";
 import { kubeAuthenticator, startApi } from "../server/index.ts";
 import { DEFAULT_TAG_SUFFIX, DEFAULT_TIMEOUT } from "../api/index.ts";
-import { shutdownSignal } from "./signals.ts";
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS, bounded, closeNats, exitSoon, onShutdown } from "./shutdown.ts";
 
 export const controllerUsage = `Usage: vuln-patcher controller [flags]
 
@@ -37,6 +37,8 @@ publishes it to NATS JetStream.
   --leader-election-namespace  default $POD_NAMESPACE, else default
   --lease-duration D           the leader's lease (default ${DEFAULT_LEASE_DURATION_MS / 1000}s)
   --listen HOST:PORT           /healthz, /readyz, /metrics (default :8080)
+  --shutdown-timeout D         on SIGTERM, exit within this even if the apiserver or NATS is
+                               gone (default ${DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000}s; a second signal exits at once)
   --api                        also serve the HTTP API and the web UI on --listen (every
                                replica serves; see 'vuln-patcher server --help')
   --log-level LEVEL            default info`;
@@ -60,6 +62,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     "leader-election-id": { type: "string" },
     "lease-duration": { type: "string" },
     listen: { type: "string" },
+    "shutdown-timeout": { type: "string" },
     api: { type: "boolean" },
     "log-level": { type: "string" },
   });
@@ -76,7 +79,12 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--tag-suffix ${JSON.stringify(suffix)} is not valid in a tag`);
   const leaseMs = durationFlag("lease-duration", v["lease-duration"], `${DEFAULT_LEASE_DURATION_MS / 1000}s`);
   const kc = loadKubeConfig(v.kubeconfig);
-  const signal = shutdownSignal();
+  const shutdownMs = durationFlag(
+    "shutdown-timeout",
+    v["shutdown-timeout"],
+    `${DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000}s`,
+  );
+  const shutdown = onShutdown(log, shutdownMs);
   const nc = await connectNats({
     url: flagOrEnv(v["nats-url"], process.env.NATS_URL, "nats://127.0.0.1:4222")!,
     name: "vuln-patcher-controller",
@@ -120,14 +128,14 @@ export async function controllerCommand(argv: string[]): Promise<number> {
   });
   log.info({ listen: http.url, leaderElect }, "controller started");
   // Runs until a signal: a lost lease does not end the process (it campaigns again).
-  await Promise.race([
-    ctl.done,
-    new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true })),
-  ]);
-  await ctl.stop();
+  await Promise.race([ctl.done, shutdown.requested]);
+  // Reconciles are cancelled at once; the lease is released if the apiserver answers.
+  const step = Math.max(1_000, Math.floor(shutdownMs / 3));
+  await bounded(ctl.stop(), step, "stopping the controller", log);
   await http.close();
-  await api?.stop();
-  await nc.drain().catch(() => {});
+  await bounded(api?.stop() ?? Promise.resolve(), 2_000, "stopping the API", log);
+  await closeNats(nc, log);
   log.info("controller stopped");
+  exitSoon(0);
   return 0;
 }

@@ -13,7 +13,7 @@ import { readPackageDB } from "../registry/index.ts";
 
 import { newLogger } from "../util/index.ts";
 import { parse } from "./args.ts";
-import { shutdownSignal } from "./signals.ts";
+import { bounded, exitSoon, onShutdown } from "./shutdown.ts";
 import { keepDevEnv, prepareDevDir } from "./dev.ts";
 import { DEMO_NAMESPACE as NS, startDemoPipeline, type DemoPipeline } from "./demo-pipeline.ts";
 import { findingsTable, followPatchJob, type Finding } from "./demo-follow.ts";
@@ -87,8 +87,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const out = (s: string) => process.stdout.write(s + "\n");
   const t0 = Date.now();
   const since = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
-  const signal = shutdownSignal();
   const log = newLogger("demo", process.env.LOG_LEVEL ?? "warn");
+  // Stopping the environment it started can take a while: a minute, then exit anyway.
+  const { signal } = onShutdown(log, 60_000);
   out(
     `[1/5] starting the real-component environment "${name}" (etcd, kube-apiserver, kube-controller-manager, NATS JetStream, registry, BuildKit)...`,
   );
@@ -109,7 +110,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     const { pj, findings } = await patchTheImage(env, p, out, signal, since);
     if (signal.aborted) {
       out("interrupted");
-      await p.stop();
+      await bounded(p.stop(), 10_000, "stopping the pipeline", log);
       return 130;
     }
     if (!pj || pj.status?.phase !== "Succeeded")
@@ -142,7 +143,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     out(`  skopeo inspect --tls-verify=false docker://${image.reference}`);
     out(`  vuln-patcher dev down --name ${name}    # when done`);
     await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
-    await p.stop();
+    await bounded(p.stop(), 10_000, "stopping the pipeline", log);
+    exitSoon(0);
     return 0;
   } finally {
     if (!kept) {

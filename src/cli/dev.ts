@@ -15,10 +15,11 @@ import {
 import { loadKubeConfig } from "../kube/index.ts";
 import { detachFromExitHook } from "../devenv/process.ts";
 
-import { UsageError } from "../util/index.ts";
+import { UsageError, newLogger } from "../util/index.ts";
+import { exitSoon, onShutdown } from "./shutdown.ts";
 import { parse } from "./args.ts";
 
-export const devUsage = `Usage: vuln-patcher dev up [--json] [--name NAME] [--node]
+export const devUsage = `Usage: vuln-patcher dev up [--json] [--name NAME] [--node] [--foreground]
        vuln-patcher dev down [--name NAME]
        vuln-patcher dev status [--json] [--name NAME]
 
@@ -28,6 +29,8 @@ up      start etcd, kube-apiserver, kube-controller-manager, NATS (JetStream), a
         --node adds a real node (root; one per machine): containerd, kubelet,
         kube-scheduler, kube-proxy and CoreDNS on a bridge (vpbr0, 10.244.0.1) that
         the registry, NATS and the apiserver then listen on instead of 127.0.0.1
+        --foreground keeps this command running until Ctrl-C (or SIGTERM), then
+        takes the environment down as \`dev down\` does
 down    stop every process of the environment by pid and remove its data; with a
         node, delete its Pods first and undo every host change (bridge, iptables
         chains, mounts, cgroups, ip_forward)
@@ -64,6 +67,7 @@ export async function devCommand(argv: string[]): Promise<number> {
     json: { type: "boolean" },
     name: { type: "string", default: "default" },
     node: { type: "boolean" },
+    foreground: { type: "boolean" },
   });
   if (values.help || !sub) {
     process.stdout.write(devUsage + "\n");
@@ -71,8 +75,10 @@ export async function devCommand(argv: string[]): Promise<number> {
   }
   const name = values.name as string;
   switch (sub) {
-    case "up":
-      return devUp(name, !!values.json, !!values.node);
+    case "up": {
+      const code = await devUp(name, !!values.json, !!values.node);
+      return values.foreground ? untilSignalThenDown(name) : code;
+    }
     case "down":
       return devDown(name);
     case "status":
@@ -80,6 +86,21 @@ export async function devCommand(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown dev subcommand ${JSON.stringify(sub)} (up, down, status)`);
   }
+}
+
+/** `up --foreground`: the environment stays until SIGINT or SIGTERM, then goes down. */
+async function untilSignalThenDown(name: string): Promise<number> {
+  const log = newLogger("dev");
+  // Stopping an environment (a node's Pods drained first) takes a while: two minutes, then exit anyway.
+  const shutdown = onShutdown(log, 120_000);
+  process.stderr.write(`environment ${name} is up until Ctrl-C (or SIGTERM)\n`);
+  // Nothing else keeps this process alive: its children are detached.
+  const keepAlive = setInterval(() => {}, 2 ** 30);
+  await shutdown.requested;
+  clearInterval(keepAlive);
+  const code = await devDown(name);
+  exitSoon(code);
+  return code;
 }
 
 /** A fresh directory for environment `name`, refusing if one is already up. */

@@ -6,7 +6,7 @@ import { parse } from "./args.ts";
 import { newLogger, startHttpServer } from "../util/index.ts";
 import { loadKubeConfig } from "../kube/index.ts";
 import { kubeAuthenticator, startApi } from "../server/index.ts";
-import { shutdownSignal } from "./signals.ts";
+import { bounded, exitSoon, onShutdown } from "./shutdown.ts";
 
 export const serverUsage = `Usage: vuln-patcher server [flags]
 
@@ -29,7 +29,7 @@ export async function serverCommand(argv: string[]): Promise<number> {
   }
   const log = newLogger("server", v["log-level"]);
   const kc = loadKubeConfig(v.kubeconfig);
-  const signal = shutdownSignal();
+  const shutdown = onShutdown(log);
   const api = await startApi({ kc, auth: kubeAuthenticator(kc), log });
   let synced = false;
   void api.synced.then(() => (synced = true));
@@ -40,8 +40,10 @@ export async function serverCommand(argv: string[]): Promise<number> {
   });
   log.info({ url: http.url }, "API and UI serving");
   process.stderr.write(`vuln-patcher UI: ${http.url}/\n`);
-  await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+  await shutdown.requested;
   await http.close();
-  await api.stop();
+  await bounded(api.stop(), 5_000, "stopping the API", log);
+  log.info("server stopped");
+  exitSoon(0);
   return 0;
 }

@@ -14,7 +14,7 @@ import {
 import { DEFAULT_WORKER_CONCURRENCY, startWorker } from "../worker/index.ts";
 import { CERTS_DIR, kubernetesExecutor, localExecutor } from "../patch/index.ts";
 import { credentialsFromDockerConfigDir, RegistryClient } from "../registry/index.ts";
-import { shutdownSignal } from "./signals.ts";
+import { DEFAULT_SHUTDOWN_TIMEOUT_MS, bounded, closeNats, exitSoon, onShutdown } from "./shutdown.ts";
 
 export const workerUsage = `Usage: vuln-patcher worker [flags]
 
@@ -40,6 +40,8 @@ Takes patch requests from NATS JetStream and runs copa on BuildKit for each.
   --max-deliver N               attempts before a PatchJob is Failed (default ${DEFAULT_MAX_DELIVER})
   --shutdown-grace D            on SIGTERM, in-flight patches get this long before they are
                                 left for another worker (default ${DEFAULT_SHUTDOWN_GRACE_MS / 1000}s)
+  --shutdown-timeout D          exit within this after SIGTERM even if NATS or the apiserver
+                                is gone (default ${DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000}s; a second signal exits at once)
   --retry-base D                first retry delay, doubling (default 10s)
   --listen HOST:PORT            /healthz, /readyz, /metrics (default :8081)
   --log-level LEVEL             default info
@@ -68,6 +70,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     "max-deliver": { type: "string" },
     "retry-base": { type: "string" },
     "shutdown-grace": { type: "string" },
+    "shutdown-timeout": { type: "string" },
     listen: { type: "string" },
     identity: { type: "string" },
     "log-level": { type: "string" },
@@ -109,7 +112,17 @@ export async function workerCommand(argv: string[]): Promise<number> {
           resources: jobResources(v["job-resources"]),
           log,
         });
-  const signal = shutdownSignal();
+  const shutdownMs = durationFlag(
+    "shutdown-timeout",
+    v["shutdown-timeout"],
+    `${DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000}s`,
+  );
+  const graceMs = durationFlag("shutdown-grace", v["shutdown-grace"], `${DEFAULT_SHUTDOWN_GRACE_MS / 1000}s`);
+  if (graceMs >= shutdownMs)
+    throw new UsageError(
+      "--shutdown-grace must be shorter than --shutdown-timeout (in-flight patches stop first)",
+    );
+  const shutdown = onShutdown(log, shutdownMs);
   const nc = await connectNats({
     url: flagOrEnv(v["nats-url"], process.env.NATS_URL, "nats://127.0.0.1:4222")!,
     name: `vuln-patcher-worker-${identity}`,
@@ -132,11 +145,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
       concurrency: intFlag("concurrency", v.concurrency, DEFAULT_WORKER_CONCURRENCY, 1),
       ackWaitMs: durationFlag("ack-wait", v["ack-wait"], `${DEFAULT_ACK_WAIT_MS / 1000}s`),
       maxDeliver: intFlag("max-deliver", v["max-deliver"], DEFAULT_MAX_DELIVER, 1),
-      shutdownGraceMs: durationFlag(
-        "shutdown-grace",
-        v["shutdown-grace"],
-        `${DEFAULT_SHUTDOWN_GRACE_MS / 1000}s`,
-      ),
+      shutdownGraceMs: graceMs,
       backoffBaseMs: durationFlag("retry-base", v["retry-base"], "10s"),
     },
     log,
@@ -148,11 +157,19 @@ export async function workerCommand(argv: string[]): Promise<number> {
     ready: worker.ready,
   });
   log.info({ executor: executorKind, listen: http.url, identity }, "worker started");
-  await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
-  log.info("stopping: finishing in-flight patches");
-  await worker.stop();
+  await shutdown.requested;
+  const n = worker.inFlight();
+  log.info(
+    { inFlight: n, graceMs },
+    n
+      ? `stopping: ${n} patches in flight get ${graceMs} ms, then go back to the queue`
+      : "stopping: no patch in flight",
+  );
+  await bounded(worker.stop(), shutdownMs - 2_000, "stopping the worker", log);
   await http.close();
-  await nc.drain().catch(() => {});
+  await closeNats(nc, log);
+  log.info("worker stopped");
+  exitSoon(0);
   return 0;
 }
 

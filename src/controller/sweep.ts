@@ -33,11 +33,12 @@ export interface SweepOptions {
   clock?: Clock;
 }
 
-/** One pass over the cache. Returns the keys re-published. */
-export async function sweepOnce(o: SweepOptions): Promise<string[]> {
+/** One pass over the cache (stopped between PatchJobs when `signal` aborts). Returns the keys re-published. */
+export async function sweepOnce(o: SweepOptions, signal?: AbortSignal): Promise<string[]> {
   const now = (o.clock ?? realClock).now();
   const republished: string[] = [];
   for (const pj of [...o.patchJobs.values()]) {
+    if (signal?.aborted) break;
     const s = pj.status;
     const key = keyOf(pj);
     if (!s?.phase || s.phase === Phase.Pending) {
@@ -72,6 +73,6 @@ export async function runSweep(o: SweepOptions, signal: AbortSignal): Promise<vo
   while (!signal.aborted) {
     await sleepOn(clock, o.intervalMs, signal);
     if (signal.aborted) return;
-    await sweepOnce(o);
+    await sweepOnce(o, signal);
   }
 }

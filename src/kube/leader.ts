@@ -50,6 +50,8 @@ export interface LeaderElectionOptions {
 }
 
 const JITTER = 1.2;
+/** Giving the lease up on shutdown waits this long at most. */
+const RELEASE_TIMEOUT_MS = 2_000;
 
 type Settings = Required<
   Pick<
@@ -225,7 +227,9 @@ export class LeaderElector {
     } finally {
       signal.removeEventListener("abort", onAbort);
       this.#leading = false;
-      if (!lost && this.#o.releaseOnCancel) await this.#release();
+      // Bounded: a clean shutdown must not wait for an apiserver that does not answer.
+      if (!lost && this.#o.releaseOnCancel)
+        await Promise.race([this.#release(), sleepOn(this.#clock, RELEASE_TIMEOUT_MS)]);
       this.#o.onStoppedLeading?.();
     }
     return lost;

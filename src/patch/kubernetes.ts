@@ -199,7 +199,17 @@ export function kubernetesExecutor(o: KubernetesExecutorOptions): Executor {
       log.info({ job: `${namespace}/${name}` }, "copa Job created");
       const deadline = started + req.timeoutMs + 60_000;
       for (;;) {
-        if (req.signal?.aborted || Date.now() > deadline) {
+        if (req.signal?.aborted)
+          // The worker is stopping: the Job runs on, and the next attempt (whichever worker
+          // gets the request) finds it by name and follows it, as after a crash.
+          return {
+            exitCode: null,
+            signal: null,
+            durationMs: Date.now() - started,
+            outputTail: "the worker stopped following the copa Job; it runs on for the next attempt",
+            timedOut: false,
+          };
+        if (Date.now() > deadline) {
           await batch
             .deleteNamespacedJob({ namespace, name, propagationPolicy: "Background" })
             .catch(() => {});
@@ -208,7 +218,7 @@ export function kubernetesExecutor(o: KubernetesExecutorOptions): Executor {
             signal: "SIGKILL",
             durationMs: Date.now() - started,
             outputTail: "the copa Job was cancelled",
-            timedOut: Date.now() > deadline,
+            timedOut: true,
           };
         }
         let j: V1Job;

@@ -14,9 +14,14 @@ export interface LocalExecutorOptions {
   copaPath?: string;
   /** Extra environment (DOCKER_CONFIG for registry credentials, proxies). */
   env?: NodeJS.ProcessEnv;
-  /** Grace period between SIGTERM and SIGKILL. @default 10_000 */
+  /** Grace period between SIGTERM and SIGKILL at the time limit. @default DEFAULT_KILL_GRACE_MS */
   killGraceMs?: number;
 }
+
+/** @default 10_000 */
+export const DEFAULT_KILL_GRACE_MS = 10_000;
+/** When the worker stops, copa gets at most this between SIGTERM and SIGKILL. */
+const ABORT_KILL_GRACE_MS = 2_000;
 
 /** util-linux's setpriv, when present (Linux). */
 const PDEATHSIG = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
@@ -67,16 +72,17 @@ function spawnCopa(opts: LocalExecutorOptions, req: CopaRequest, argv: string[])
     child.stdout.on("data", onData);
     child.stderr.on("data", onData);
     let killTimer: NodeJS.Timeout | undefined;
-    const stop = () => {
+    const stop = (graceMs: number) => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       signalGroup(child.pid, "SIGTERM");
-      killTimer = setTimeout(() => signalGroup(child.pid, "SIGKILL"), opts.killGraceMs ?? 10_000);
+      killTimer = setTimeout(() => signalGroup(child.pid, "SIGKILL"), graceMs);
     };
     const timer = setTimeout(() => {
       timedOut = true;
-      stop();
+      stop(opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS);
     }, req.timeoutMs);
-    const onAbort = () => stop();
+    // The worker is stopping: its copa goes quickly (the request goes back to the queue).
+    const onAbort = () => stop(Math.min(opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS, ABORT_KILL_GRACE_MS));
     req.signal?.addEventListener("abort", onAbort, { once: true });
     child.once("error", (err) => {
       clearTimeout(timer);

@@ -27,8 +27,8 @@ export const DEFAULT_MAX_DELIVER = 5;
 export const DEFAULT_BACKOFF_BASE_MS = 5_000;
 /** @default 300_000 */
 export const DEFAULT_BACKOFF_MAX_MS = 300_000;
-/** @default 20_000 (below Kubernetes' 30 s grace period) */
-export const DEFAULT_SHUTDOWN_GRACE_MS = 20_000;
+/** @default 15_000 (the whole stop is bounded below Kubernetes' 30 s grace period) */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 15_000;
 
 export interface ConsumerOptions {
   /** How long a delivery may go without an ack or a heartbeat before JetStream redelivers it. @default DEFAULT_ACK_WAIT_MS */
@@ -146,7 +146,10 @@ export async function consume(
       let m: JsMsg | null;
       try {
         consumer ??= await js.consumers.get(STREAM, CONSUMER);
-        m = await consumer.next({ expires: 5_000 });
+        // Stopping does not wait for a fetch NATS may never answer (a message it still
+        // hands over is not acked, so JetStream redelivers it after ack_wait).
+        m = await untilAborted(consumer.next({ expires: 5_000 }), signal);
+        if (signal.aborted) return;
         backoff = 1000;
       } catch (err) {
         consumer = undefined;
@@ -161,6 +164,19 @@ export async function consume(
     }
   };
   await Promise.all(Array.from({ length: o.concurrency ?? 1 }, (_, i) => slot(i)));
+}
+
+/** `p`, or null as soon as `signal` aborts. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | null> {
+  if (signal.aborted) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(null);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => (signal.removeEventListener("abort", onAbort), resolve(v)),
+      (e: unknown) => (signal.removeEventListener("abort", onAbort), reject(e)),
+    );
+  });
 }
 
 async function handleOne(
@@ -182,7 +198,12 @@ async function handleOne(
       return;
     }
     const r = await handler.handle(d, c.signal);
-    if (r.kind === "ack") await m.ackAck().catch(() => m.ack());
+    // Bounded: a server that is gone must not hold the ack (then it redelivers anyway).
+    if (r.kind === "ack")
+      await untilAborted(
+        m.ackAck().catch(() => m.ack()),
+        AbortSignal.timeout(5_000),
+      );
     else m.nak(r.delayMs ?? retryDelay(m.info.deliveryCount, c.o));
   } catch (err) {
     // A handler that throws has a bug or lost its dependencies: try again later.

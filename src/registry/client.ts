@@ -51,6 +51,34 @@ export interface RegistryClientOptions {
   fetch?: typeof fetch;
 }
 
+/**
+ * A request that never got an answer. An address no request can ever reach (a port
+ * fetch refuses outright, a URL that does not parse) is permanent: retrying changes
+ * nothing. Everything else (refused, reset, timed out, a name that does not resolve now)
+ * may pass, and is retried.
+ */
+export function unreachable(registry: string, err: unknown): PatchError {
+  const e = err as Error & { cause?: Error & { code?: string } };
+  const cause = e.cause instanceof Error ? e.cause : undefined;
+  const why = cause?.message ?? e.message;
+  if (
+    cause?.message === "bad port" ||
+    cause?.code === "ERR_INVALID_URL" ||
+    (e.name === "TypeError" && /Invalid URL|parse URL/.test(e.message))
+  )
+    return new PatchError(
+      Reason.InvalidRegistryAddress,
+      `registry ${registry} cannot be reached at that address: ${why}`,
+      {
+        cause: err,
+      },
+    );
+  return new PatchError(Reason.RegistryUnreachable, `registry ${registry} is unreachable: ${why}`, {
+    transient: true,
+    cause: err,
+  });
+}
+
 export function isIndex(b: Manifest | Index): b is Index {
   return Array.isArray((b as Index).manifests);
 }
@@ -98,11 +126,7 @@ export class RegistryClient {
           signal: AbortSignal.timeout(this.#opts.timeoutMs ?? 30_000),
         });
       } catch (err) {
-        throw new PatchError(
-          Reason.RegistryUnreachable,
-          `registry ${ref.registry} is unreachable: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`,
-          { transient: true, cause: err },
-        );
+        throw unreachable(ref.registry, err);
       }
       if (res.status === 401 && attempt === 0) {
         const challenge = res.headers.get("www-authenticate") ?? "";

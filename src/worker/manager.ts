@@ -63,6 +63,8 @@ export interface RunningWorker {
   /** For /healthz and /readyz. */
   healthy(): boolean;
   ready(): boolean;
+  /** Patches running now. */
+  inFlight(): number;
 }
 
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
@@ -90,6 +92,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   });
   await ensureConsumer(o.nc, o.consumer);
   let ready = true;
+  let running = 0;
   const handler = patchHandler({
     client: patchJobClient(o.kc),
     events: eventRecorder(o.kc, "vuln-patcher-worker", log),
@@ -104,7 +107,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       patches.inc({ outcome });
       if (outcome !== "dropped" && outcome !== "released") duration.observe(seconds);
     },
-    onInFlight: (d) => inFlight.inc(d),
+    onInFlight: (d) => {
+      running += d;
+      inFlight.inc(d);
+    },
   });
   const stop = new AbortController();
   const done = consume(o.nc, handler, stop.signal, { ...o.consumer, log });
@@ -113,6 +119,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     registry,
     healthy: () => !o.nc.isClosed(),
     ready: () => ready && !o.nc.isClosed(),
+    inFlight: () => running,
     async stop() {
       ready = false;
       stop.abort();

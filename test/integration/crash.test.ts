@@ -1,9 +1,10 @@
-// A worker killed with SIGKILL in the middle of a patch: JetStream redelivers the
-// request to the other worker, the dead worker's copa dies with it, and the PatchJob
-// ends with exactly one patched image in the registry.
-import { test } from "node:test";
+// A worker stopped in the middle of a patch, killed (SIGKILL: its copa dies with it,
+// JetStream redelivers after ack_wait) or asked (SIGTERM: after its grace its copa is
+// stopped and the request goes back to the queue at once): the other worker finishes
+// it, and the PatchJob ends with exactly one patched image in the registry.
+import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -35,10 +36,16 @@ async function copaProcessesFor(tag: string): Promise<number> {
   return stdout.split("\n").filter((l) => /(^|\/)copa /.test(l) && l.includes(tag)).length;
 }
 
-test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly one patched image", async (t) => {
+/**
+ * A PatchJob patched by two workers; the one that claims it is stopped with `how` while
+ * its copa runs. The other must finish it, with exactly one image pushed.
+ */
+async function stoppedMidPatch(t: TestContext, how: "SIGKILL" | "SIGTERM") {
   await using env = await testEnv();
   const kc = env.kubeConfig();
-  const ns = (await namespaces(env, "crash")).crash!;
+  const ns = (await namespaces(env, how === "SIGKILL" ? "crash" : "sigterm"))[
+    how === "SIGKILL" ? "crash" : "sigterm"
+  ]!;
   const repo = `${ns}/debian`;
   const image = await ownImage(env, repo);
   const registry = new RegistryClient();
@@ -57,10 +64,12 @@ test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly
           "1",
           "--ack-wait",
           "8s",
+          "--shutdown-grace",
+          "1s",
           "--listen",
           "127.0.0.1:0",
         ],
-        { logDir: env.dir, name: id },
+        { logDir: env.dir, name: `${ns}-${id}` },
       );
     }
     const before = await manifestRevisions(env.registry!.dataDir, repo);
@@ -85,17 +94,23 @@ test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly
     );
     const victim = running.status!.worker!;
     const survivor = victim === "worker-a" ? "worker-b" : "worker-a";
+    const copa = () => copaProcessesFor(`${repo}:bookworm-vuln-crash`);
+    await waitFor("copa to run", async () => (await copa()) > 0 || undefined, 30_000, 100);
+    const t0 = Date.now();
+    workers[victim]!.child.kill(how);
+    const code = await workers[victim]!.exited;
+    const stopMs = Date.now() - t0;
+    if (how === "SIGTERM") {
+      assert.equal(code, 0, "a clean exit");
+      assert.match(
+        await readFile(workers[victim]!.logFile, "utf8"),
+        /stopping: 1 patches in flight get 1000 ms/,
+      );
+      assert.match(await readFile(workers[victim]!.logFile, "utf8"), /the request goes back to the queue/);
+    }
     await waitFor(
-      "copa to run",
-      async () => (await copaProcessesFor("bookworm-vuln-crash")) > 0 || undefined,
-      30_000,
-      100,
-    );
-    workers[victim]!.kill();
-    await workers[victim]!.exited;
-    await waitFor(
-      "the dead worker's copa to die with it",
-      async () => (await copaProcessesFor("bookworm-vuln-crash")) === 0 || undefined,
+      "the stopped worker's copa to be gone",
+      async () => (await copa()) === 0 || undefined,
       10_000,
       100,
     );
@@ -109,14 +124,23 @@ test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly
     const pushed = (await manifestRevisions(env.registry!.dataDir, repo)) - before;
     assert.equal(pushed, 1, "exactly one image pushed");
     reportFault(t, {
-      fault: "worker-sigkill-mid-patch",
-      injected: `SIGKILL to ${victim} while its copa ran`,
-      expected: "its copa dies with it; redelivered to the other worker; Succeeded; exactly one image pushed",
-      observed: `copa gone; ${pj.status?.phase} by ${pj.status?.worker} after ${pj.status?.attempts} attempts; ${pushed} image pushed`,
+      fault: how === "SIGKILL" ? "worker-sigkill-mid-patch" : "worker-sigterm-mid-patch",
+      injected: `${how} to ${victim} while its copa ran`,
+      expected:
+        how === "SIGKILL"
+          ? "its copa dies with it; redelivered to the other worker; Succeeded; exactly one image pushed"
+          : "it exits after its grace, its copa stopped, the request back on the queue; the other worker: Succeeded; exactly one image pushed",
+      observed: `stopped in ${stopMs} ms (exit ${code}); copa gone; ${pj.status?.phase} by ${pj.status?.worker} after ${pj.status?.attempts} attempts; ${pushed} image pushed`,
     });
   } finally {
     for (const w of Object.values(workers)) await w.stop();
     await ctl.stop();
     await nc.close();
   }
-});
+}
+
+test("worker crash - SIGKILL mid-patch: redelivered to the other worker, exactly one patched image", (t) =>
+  stoppedMidPatch(t, "SIGKILL"));
+
+test("worker stop - SIGTERM mid-patch: after its grace the request goes back to the queue; the other worker finishes it, exactly one patched image", (t) =>
+  stoppedMidPatch(t, "SIGTERM"));

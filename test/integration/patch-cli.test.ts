@@ -155,10 +155,16 @@ const failures: Array<[string, string[], number, RegExp]> = [
   ["a bad duration", ["-i", "x", "--timeout", "soon"], 2, /--timeout/],
   ["a missing report file", ["-i", "x", "-r", "/nonexistent.yaml"], 2, /cannot read the report/],
   [
-    "an unreachable registry",
+    "a registry address no request can reach",
     ["-i", "127.0.0.1:1/library/debian:12", "-a", "unix:///nonexistent.sock"],
     1,
-    /RegistryUnreachable/,
+    /InvalidRegistryAddress: registry 127\.0\.0\.1:1 cannot be reached at that address: bad port/,
+  ],
+  [
+    "a registry that refuses connections",
+    ["-i", "127.0.0.1:2/library/debian:12", "-a", "unix:///nonexistent.sock"],
+    1,
+    /RegistryUnreachable: .*ECONNREFUSED/,
   ],
 ];
 for (const [what, args, code, re] of failures) {

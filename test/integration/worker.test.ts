@@ -187,6 +187,27 @@ test("worker - a source image that does not exist fails at once, without retries
   assert.equal(pj.status?.attempts, 1);
 });
 
+test("worker - permanent errors fail on the first attempt; an unreachable registry is retried", async () => {
+  const kc = env.kubeConfig();
+  const spec = (image: string) =>
+    manualSpec(image, undefined, {
+      os: { type: "debian", version: "12" },
+      updates,
+      target: { tagSuffix: "-x" },
+    });
+  await createPatchJob(kc, NS, "bad-address", spec("127.0.0.1:1/nothing/here:never"));
+  await createPatchJob(kc, NS, "no-repository", spec(`${env.registryHost}/${NS}/never-pushed:1`));
+  await createPatchJob(kc, NS, "refused", spec("127.0.0.1:2/nothing/here:never"));
+  const bad = await waitForPhase(kc, NS, "bad-address", ["Failed", "Succeeded", "NoOp"]);
+  assert.deepEqual([bad.status?.reason, bad.status?.attempts], ["InvalidRegistryAddress", 1]);
+  assert.match(bad.status!.message!, /cannot be reached at that address: bad port/);
+  const missing = await waitForPhase(kc, NS, "no-repository", ["Failed", "Succeeded", "NoOp"]);
+  assert.deepEqual([missing.status?.reason, missing.status?.attempts], ["ImageNotFound", 1]);
+  const refused = await waitForPhase(kc, NS, "refused", ["Failed", "Succeeded", "NoOp"], 120_000);
+  assert.deepEqual([refused.status?.reason, refused.status?.attempts], ["MaxAttemptsExceeded", MAX_DELIVER]);
+  assert.match(refused.status!.message!, /ECONNREFUSED/);
+});
+
 test("worker - a dry run plans without patching", async () => {
   const kc = env.kubeConfig();
   await createPatchJob(

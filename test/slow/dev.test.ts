@@ -50,6 +50,30 @@ test("dev - up --json, kubectl get ns, status, down: no process left", async () 
   assert.equal((status as { code?: number }).code, 1);
 });
 
+test("dev - up --foreground stays until SIGTERM, then takes the environment down", async () => {
+  const name = `fg-${process.pid}`;
+  const child = spawn(process.execPath, [...cli, "dev", "up", "--json", "--foreground", "--name", name], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, VULN_PATCHER_DEV_BUILDKIT: "0" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+  child.stderr.on("data", (b: Buffer) => (err += b.toString()));
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const deadline = Date.now() + 300_000;
+  while (!/until Ctrl-C/.test(err) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  const pids = Object.values((JSON.parse(out) as { pids: Record<string, number> }).pids);
+  assert.ok(pids.length >= 4 && pids.every(isAlive), "up, and in the foreground");
+  const t0 = Date.now();
+  child.kill("SIGTERM");
+  assert.equal(await exited, 0, err.slice(-2000));
+  assert.match(err, /received SIGTERM: stopping/);
+  assert.deepEqual(pids.filter(isAlive), [], "every process of the environment stopped");
+  process.stderr.write(`# dev up --foreground: down ${Date.now() - t0} ms after SIGTERM\n`);
+});
+
 test("dev - up --node, down, up again; a node whose owner was SIGKILLed is reclaimed by the next up; a kept one is refused; down undoes every host change", async () => {
   const before = await hostState("/nonexistent-vuln-patcher-env");
   const [a, c, d] = ["a", "c", "d"].map((n) => `test-node-${n}-${process.pid}`) as [string, string, string];

@@ -42,3 +42,9 @@ app.kubernetes.io/component: {{ .component }}
   valueFrom: { secretKeyRef: { name: {{ .Values.nats.credentialsSecret }}, key: password } }
 {{- end }}
 {{- end -}}
+
+{{- /* Whole seconds of a duration written as Ns or Nm (shutdown timeouts). */ -}}
+{{- define "vp.seconds" -}}
+{{- $d := toString . -}}
+{{- if hasSuffix "m" $d -}}{{ mul (trimSuffix "m" $d | atoi) 60 }}{{- else -}}{{ trimSuffix "s" $d | atoi }}{{- end -}}
+{{- end -}}
