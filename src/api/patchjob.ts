@@ -66,6 +66,10 @@ export const Reason = {
   Timeout: "Timeout",
   CopaFailed: "CopaFailed",
   VerificationFailed: "VerificationFailed",
+  /** A blob whose content does not have the digest it was asked for: not used. */
+  BlobDigestMismatch: "BlobDigestMismatch",
+  /** An image over a read limit (layer or file size, entries): not read further. */
+  ImageTooLarge: "ImageTooLarge",
   MaxAttemptsExceeded: "MaxAttemptsExceeded",
   ReportDeleted: "ReportDeleted",
   ReportPresent: "ReportPresent",

@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import { parseApkInstalled, parseDpkgStatus, readPackageDB, type BlobReader } from "./pkgdb.ts";
+import { PatchError } from "../api/index.ts";
 import type { Descriptor } from "./client.ts";
 import { tarFile, tarOf } from "../../test/support/tar.ts";
 
@@ -132,4 +133,65 @@ test("package db - an Alpine image's apk database", async () => {
   const db = await readPackageDB(l.reader, REF, l.descriptors);
   assert.equal(db.format, "apk");
   assert.equal(db.packages.get("musl"), "1.2.5-r0");
+});
+
+test("package db - a layer whose bytes do not have its digest is not used, and not cached", async () => {
+  const good = tarOf(tarFile("var/lib/dpkg/status", STATUS), tarFile(`n-${Math.random()}`, ""));
+  const l = layers(good);
+  const forged = gzipSync(tarOf(tarFile("var/lib/dpkg/status", STATUS.replaceAll("deb12u1", "deb12u9"))));
+  const lying: BlobReader = { blob: async () => Readable.from([forged]) };
+  await assert.rejects(
+    readPackageDB(lying, REF, l.descriptors),
+    (e: unknown) =>
+      e instanceof PatchError && e.reason === "BlobDigestMismatch" && /with other content/.test(e.message),
+  );
+  const db = await readPackageDB(l.reader, REF, l.descriptors);
+  assert.equal(db.packages.get("liblzma5"), "5.4.1-1+deb12u1", "the true content, read afresh");
+});
+
+test("package db - bounded reads: a gzip bomb, a huge status file, a layer over its size fail with ImageTooLarge", async () => {
+  const bomb = tarOf(
+    tarFile(`zeros-${Math.random()}`, Buffer.alloc(40 * 1024 * 1024)),
+    tarFile("var/lib/dpkg/status", STATUS),
+  );
+  const l1 = layers(bomb);
+  assert.ok(
+    l1.descriptors[0]!.size < 200_000,
+    `the bomb is small compressed (${l1.descriptors[0]!.size} bytes)`,
+  );
+  const rows: Array<[string, ReturnType<typeof layers>, Parameters<typeof readPackageDB>[3], RegExp]> = [
+    [
+      "gzip bomb",
+      l1,
+      { limits: { maxUncompressedBytes: 8 * 1024 * 1024 } },
+      /\(uncompressed\).* over 8388608 bytes/,
+    ],
+    [
+      "huge status file",
+      layers(
+        tarOf(
+          tarFile("var/lib/dpkg/status", STATUS + "x".repeat(100_000)),
+          tarFile(`n-${Math.random()}`, ""),
+        ),
+      ),
+      { limits: { maxFileBytes: 64 * 1024 } },
+      /\(file\): var\/lib\/dpkg\/status is over 65536 bytes/,
+    ],
+    [
+      "layer over its size (the descriptor says 100 bytes: the bytes are counted as they come)",
+      ((l) => ({ ...l, descriptors: l.descriptors.map((d) => ({ ...d, size: 100 })) }))(
+        layers(
+          tarOf(tarFile("var/lib/dpkg/status", STATUS), tarFile(`n-${Math.random()}`, randomBytes(50_000))),
+        ),
+      ),
+      { limits: { maxLayerBytes: 1024 } },
+      /\(layer\): layer sha256:[0-9a-f]+ is over 1024 bytes/,
+    ],
+  ];
+  for (const [what, l, opts, says] of rows)
+    await assert.rejects(
+      readPackageDB(l.reader, REF, l.descriptors, opts),
+      (e: unknown) => e instanceof PatchError && e.reason === "ImageTooLarge" && says.test(e.message),
+      what,
+    );
 });

@@ -1,10 +1,12 @@
 // The package database of an image, read straight from its layers in the registry:
 // dpkg's /var/lib/dpkg/status (or status.d/ on distroless) and apk's installed db.
 // This is how vuln-patcher knows the before and after state without running the image.
+import { createHash } from "node:crypto";
 import { createGunzip } from "node:zlib";
 import * as zlib from "node:zlib";
-import type { Readable } from "node:stream";
-import { readTar } from "./tar.ts";
+import { Transform, type Readable } from "node:stream";
+import { PatchError, Reason } from "../api/index.ts";
+import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE_BYTES, LimitError, readTar, type TarLimits } from "./tar.ts";
 import type { Descriptor } from "./client.ts";
 import type { ImageRef } from "../api/index.ts";
 
@@ -58,15 +60,92 @@ export function parseApkInstalled(text: string): Map<string, string> {
   return out;
 }
 
-function decompress(mediaType: string, stream: Readable): Readable {
+/** Bounds on reading one layer. */
+export interface LayerLimits extends TarLimits {
+  /** Compressed bytes of one layer. @default 4 GiB */
+  maxLayerBytes?: number;
+  /** Uncompressed bytes of one layer (a gzip bomb stops here). @default 16 GiB */
+  maxUncompressedBytes?: number;
+}
+
+export const DEFAULT_LAYER_LIMITS: Required<LayerLimits> = {
+  maxLayerBytes: 4 * 1024 ** 3,
+  maxUncompressedBytes: 16 * 1024 ** 3,
+  maxFileBytes: DEFAULT_MAX_FILE_BYTES,
+  maxEntries: DEFAULT_MAX_ENTRIES,
+};
+
+/** Counts the bytes through it; over `max`, fails the stream with a LimitError. */
+function counter(max: number, limit: string, what: string): Transform {
+  let n = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      n += chunk.length;
+      if (n > max) cb(new LimitError(limit, `${what} is over ${max} bytes`));
+      else cb(null, chunk);
+    },
+  });
+}
+
+function decompressor(mediaType: string): Transform | undefined {
   if (/zstd/.test(mediaType)) {
-    const z = (zlib as unknown as { createZstdDecompress?: () => NodeJS.ReadWriteStream })
-      .createZstdDecompress;
+    const z = (zlib as unknown as { createZstdDecompress?: () => Transform }).createZstdDecompress;
     if (!z) throw new Error("this Node.js cannot read zstd layers");
-    return stream.pipe(z()) as unknown as Readable;
+    return z();
   }
-  if (/gzip/.test(mediaType) || /\.tar\.gz$/.test(mediaType)) return stream.pipe(createGunzip());
-  return stream;
+  if (/gzip/.test(mediaType) || /\.tar\.gz$/.test(mediaType)) return createGunzip();
+  return undefined;
+}
+
+/**
+ * A layer's bytes, hashed as they arrive and bounded before and after decompression.
+ * `verified()` reads whatever the reader left to the end and resolves when the digest is
+ * the one asked for, rejecting (BlobDigestMismatch) when it is not: nothing read from the
+ * layer may be used before then. `abort()` stops it all.
+ */
+function verifiedLayer(blob: Readable, layer: Descriptor, limits: Required<LayerLimits>) {
+  const hash = createHash("sha256");
+  const compressed = counter(limits.maxLayerBytes, "layer", `layer ${layer.digest}`);
+  const ended = new Promise<void>((resolve, reject) => {
+    compressed.on("end", resolve);
+    compressed.on("error", reject);
+  });
+  ended.catch(() => {});
+  compressed.on("data", (c: Buffer) => hash.update(c));
+  blob.on("error", (e) => compressed.destroy(e));
+  blob.pipe(compressed);
+  const unzip = decompressor(layer.mediaType);
+  const uncompressed = counter(
+    limits.maxUncompressedBytes,
+    "uncompressed",
+    `layer ${layer.digest} uncompressed`,
+  );
+  if (unzip) {
+    compressed.pipe(unzip).pipe(uncompressed);
+    unzip.on("error", (e) => uncompressed.destroy(e));
+  } else compressed.pipe(uncompressed);
+  compressed.on("error", (e) => uncompressed.destroy(e));
+  return {
+    stream: uncompressed as Readable,
+    async verified(): Promise<void> {
+      // The tar reader stops at the archive's end marker: the rest still counts.
+      if (unzip) compressed.unpipe(unzip);
+      else compressed.unpipe(uncompressed);
+      compressed.resume();
+      await ended;
+      const got = "sha256:" + hash.digest("hex");
+      if (got !== layer.digest)
+        throw new PatchError(
+          Reason.BlobDigestMismatch,
+          `the registry served layer ${layer.digest} with other content (${got}): not used`,
+        );
+    },
+    abort(err: Error): void {
+      blob.destroy(err);
+      compressed.destroy(err);
+      uncompressed.destroy(err);
+    },
+  };
 }
 
 function whiteoutOf(name: string): string | undefined {
@@ -94,17 +173,48 @@ async function scanLayer(
   client: BlobReader,
   ref: Pick<ImageRef, "registry" | "repository">,
   layer: Descriptor,
+  limits: Required<LayerLimits>,
 ): Promise<LayerScan> {
+  // Keyed by the digest the content was verified to have, never by what a registry claims.
   const cached = scans.get(layer.digest);
   if (cached) {
     scans.delete(layer.digest);
     scans.set(layer.digest, cached);
     return cached;
   }
+  if (layer.size > limits.maxLayerBytes)
+    throw limitFailure(
+      new LimitError("layer", `layer ${layer.digest} is over ${limits.maxLayerBytes} bytes (${layer.size})`),
+    );
   const scan: LayerScan = { statusD: new Map(), deleted: false };
+  const v = verifiedLayer(await client.blob(ref, layer.digest), layer, limits);
+  try {
+    await readLayer(v.stream, scan, limits);
+    await v.verified();
+  } catch (err) {
+    v.abort(err as Error);
+    throw err instanceof LimitError ? limitFailure(err) : err;
+  }
+  scans.set(layer.digest, scan);
+  if (scans.size > MAX_SCANS) scans.delete(scans.keys().next().value!);
+  return scan;
+}
+
+function limitFailure(err: LimitError): PatchError {
+  return new PatchError(
+    Reason.ImageTooLarge,
+    `the image is over a read limit (${err.limit}): ${err.message}`,
+    {
+      cause: err,
+    },
+  );
+}
+
+async function readLayer(stream: Readable, scan: LayerScan, limits: Required<LayerLimits>): Promise<void> {
   const tar = readTar(
-    decompress(layer.mediaType, await client.blob(ref, layer.digest)),
+    stream,
     (n) => n === DPKG_STATUS || n === APK_DB || n.startsWith(DPKG_STATUS_D) || n === DEBIAN_VERSION,
+    limits,
   );
   for await (const e of tar) {
     if (e.name === DEBIAN_VERSION && e.content) scan.debianVersion = e.content.toString("utf8").trim();
@@ -114,9 +224,6 @@ async function scanLayer(
       scan.statusD.set(e.name, e.content.toString("utf8"));
     else if (whiteoutOf(e.name) === DPKG_STATUS || whiteoutOf(e.name) === APK_DB) scan.deleted = true;
   }
-  scans.set(layer.digest, scan);
-  if (scans.size > MAX_SCANS) scans.delete(scans.keys().next().value!);
-  return scan;
 }
 
 /**
@@ -129,13 +236,14 @@ export async function readPackageDB(
   client: BlobReader,
   ref: Pick<ImageRef, "registry" | "repository">,
   layers: Descriptor[],
-  opts: { debianVersion?: boolean } = {},
+  opts: { debianVersion?: boolean; limits?: LayerLimits } = {},
 ): Promise<PackageDB> {
+  const limits = { ...DEFAULT_LAYER_LIMITS, ...opts.limits };
   const statusD = new Map<string, string>(); // file -> content, upper layers win
   let debianVersion: string | undefined;
   let found: PackageDB | undefined;
   for (const layer of [...layers].reverse()) {
-    const scan = await scanLayer(client, ref, layer);
+    const scan = await scanLayer(client, ref, layer, limits);
     debianVersion ??= scan.debianVersion;
     if (!found) {
       for (const [k, v] of scan.statusD) if (!statusD.has(k)) statusD.set(k, v);

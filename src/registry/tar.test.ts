@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Readable } from "node:stream";
-import { readTar, type TarEntry } from "./tar.ts";
+import { LimitError, readTar, type TarEntry } from "./tar.ts";
 import { paxHeader, tarFile, tarOf } from "../../test/support/tar.ts";
 
 /** A stream that hands out its bytes in small, uneven chunks (as a network would). */
@@ -63,9 +63,9 @@ test("tar - a base-256 size, a symlink's target, and a directory", async () => {
   assert.deepEqual(
     got.map((e) => [e.name, e.type, e.size, e.linkname, e.content?.length]),
     [
-      ["big", "0", 700, "", 700],
-      ["link", "2", 0, "big", undefined],
-      ["dir/", "5", 0, "", undefined],
+      ["big", "file", 700, "", 700],
+      ["link", "symlink", 0, "big", undefined],
+      ["dir/", "directory", 0, "", undefined],
     ],
   );
 });
@@ -73,6 +73,26 @@ test("tar - a base-256 size, a symlink's target, and a directory", async () => {
 test("tar - a stream cut inside a wanted entry is an error, not a short file", async () => {
   const whole = tarOf(tarFile("var/lib/dpkg/status", "y".repeat(2000)));
   await assert.rejects(entries(whole.subarray(0, 1024)), /truncated tar stream/);
+});
+
+test("tar - bounded: a wanted file over the limit, or too many entries, is a LimitError naming it", async () => {
+  const big = tarOf(tarFile("var/lib/dpkg/status", "x".repeat(5000)));
+  await assert.rejects(
+    async () => {
+      for await (const _ of readTar(chunked(big), () => true, { maxFileBytes: 4096 }));
+    },
+    (e: unknown) =>
+      e instanceof LimitError &&
+      e.limit === "file" &&
+      /var\/lib\/dpkg\/status is over 4096 bytes/.test(e.message),
+  );
+  const many = tarOf(...Array.from({ length: 20 }, (_, i) => tarFile(`f${i}`, "")));
+  await assert.rejects(
+    async () => {
+      for await (const _ of readTar(chunked(many), () => false, { maxEntries: 10 }));
+    },
+    (e: unknown) => e instanceof LimitError && e.limit === "entries",
+  );
 });
 
 test("tar - an empty stream has no entries", async () => {

@@ -1,126 +1,90 @@
-// A streaming tar reader (ustar, pax and GNU long names) that hands back the content
-// of the entries a caller asks for and skips the rest, so a large layer is read once
-// without being held in memory.
+// Reading the entries of a layer's tar stream (ustar, pax, GNU long names; tar-stream
+// parses them): the content of the entries a caller asks for, the rest skipped, so a
+// large layer is read once without being held in memory. Bounded: an entry wanted over
+// `maxFileBytes`, or more than `maxEntries` entries, ends the read with a LimitError.
 import type { Readable } from "node:stream";
+import { extract } from "tar-stream";
 
 export interface TarEntry {
   /** Path without a leading "./" or "/". */
   name: string;
-  /** "0" file, "5" dir, "2" symlink, ... */
+  /** "file", "directory", "symlink", ... (tar-stream's names) */
   type: string;
   size: number;
   linkname: string;
-  /** Present when `want(name)` was true. */
+  /** Present when `want(name)` was true and it is a file. */
   content?: Buffer;
 }
 
-function cstr(b: Buffer, start: number, len: number): string {
-  const s = b.subarray(start, start + len);
-  const z = s.indexOf(0);
-  return s.subarray(0, z < 0 ? s.length : z).toString("utf8");
+export interface TarLimits {
+  /** A wanted file bigger than this is an error. @default 64 MiB */
+  maxFileBytes?: number;
+  /** More entries than this is an error. @default 500_000 */
+  maxEntries?: number;
 }
 
-function octal(b: Buffer, start: number, len: number): number {
-  const field = b.subarray(start, start + len);
-  if (field[0]! & 0x80) {
-    // base-256 (GNU) for big sizes
-    let n = 0;
-    for (let i = 1; i < field.length; i++) n = n * 256 + field[i]!;
-    return n;
+export const DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_ENTRIES = 500_000;
+
+/** A read went over one of its bounds: which one, in `limit`. */
+export class LimitError extends Error {
+  override name = "LimitError";
+  readonly code = "LIMIT_EXCEEDED";
+  readonly limit: string;
+  constructor(limit: string, message: string) {
+    super(message);
+    this.limit = limit;
   }
-  const s = cstr(b, start, len).trim();
-  return s ? parseInt(s, 8) : 0;
 }
 
 function cleanName(n: string): string {
   return n.replace(/^(\.\/)+/, "").replace(/^\/+/, "");
 }
 
-function paxPath(content: Buffer): { path?: string; linkpath?: string; size?: number } {
-  const out: { path?: string; linkpath?: string; size?: number } = {};
-  let i = 0;
-  while (i < content.length) {
-    const sp = content.indexOf(0x20, i);
-    if (sp < 0) break;
-    const len = parseInt(content.subarray(i, sp).toString(), 10);
-    if (!len) break;
-    const rec = content.subarray(sp + 1, i + len - 1).toString("utf8");
-    const eq = rec.indexOf("=");
-    const k = rec.slice(0, eq);
-    const v = rec.slice(eq + 1);
-    if (k === "path") out.path = v;
-    else if (k === "linkpath") out.linkpath = v;
-    else if (k === "size") out.size = Number(v);
-    i += len;
+async function readAll(stream: AsyncIterable<Buffer>, max: number, name: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of stream) {
+    n += c.length;
+    if (n > max) throw new LimitError("file", `${name} is over ${max} bytes`);
+    chunks.push(c);
   }
-  return out;
+  return Buffer.concat(chunks);
 }
 
 /** Iterate the entries of an (uncompressed) tar stream. */
-export async function* readTar(stream: Readable, want: (name: string) => boolean): AsyncGenerator<TarEntry> {
-  let buf: Buffer = Buffer.alloc(0);
-  let pending: { path?: string; linkpath?: string; size?: number } = {};
-  const iter = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  let done = false;
-  async function fill(n: number): Promise<boolean> {
-    while (buf.length < n && !done) {
-      const r = await iter.next();
-      if (r.done) done = true;
-      else buf = buf.length ? Buffer.concat([buf, r.value]) : r.value;
-    }
-    return buf.length >= n;
-  }
-  async function skip(n: number): Promise<void> {
-    while (n > 0) {
-      if (buf.length === 0 && !(await fill(1))) return;
-      const k = Math.min(n, buf.length);
-      buf = buf.subarray(k);
-      n -= k;
-    }
-  }
-  async function take(n: number): Promise<Buffer> {
-    if (!(await fill(n))) throw new Error("truncated tar stream");
-    const out = Buffer.from(buf.subarray(0, n));
-    buf = buf.subarray(n);
-    return out;
-  }
+export async function* readTar(
+  stream: Readable,
+  want: (name: string) => boolean,
+  limits: TarLimits = {},
+): AsyncGenerator<TarEntry> {
+  const maxFile = limits.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const maxEntries = limits.maxEntries ?? DEFAULT_MAX_ENTRIES;
+  const ex = extract();
+  stream.on("error", (err) => ex.destroy(err));
+  stream.pipe(ex);
+  let count = 0;
   try {
-    for (;;) {
-      if (!(await fill(512))) return;
-      const h = buf.subarray(0, 512);
-      if (h.every((x) => x === 0)) return;
-      buf = buf.subarray(512);
-      const type = String.fromCharCode(h[156]! || 0x30);
-      let size = octal(h, 124, 12);
-      const prefix = cstr(h, 345, 155);
-      let name = cstr(h, 0, 100);
-      if (prefix && cstr(h, 257, 6).startsWith("ustar")) name = `${prefix}/${name}`;
-      let linkname = cstr(h, 157, 100);
-      const padded = Math.ceil(size / 512) * 512;
-      if (type === "x" || type === "g" || type === "L" || type === "K") {
-        const content = await take(size);
-        await skip(padded - size);
-        if (type === "x") pending = { ...pending, ...paxPath(content) };
-        if (type === "L") pending.path = cstr(content, 0, content.length);
-        if (type === "K") pending.linkpath = cstr(content, 0, content.length);
-        continue;
-      }
-      if (pending.path) name = pending.path;
-      if (pending.linkpath) linkname = pending.linkpath;
-      if (pending.size !== undefined) size = pending.size;
-      pending = {};
-      const entryPadded = Math.ceil(size / 512) * 512;
-      const clean = cleanName(name);
-      if (want(clean) && (type === "0" || type === "\0" || type === "7")) {
-        const content = await take(size);
-        await skip(entryPadded - size);
-        yield { name: clean, type, size, linkname, content };
+    for await (const entry of ex) {
+      if (++count > maxEntries)
+        throw new LimitError("entries", `more than ${maxEntries} entries in one layer`);
+      const h = entry.header;
+      const name = cleanName(h.name);
+      const base = { name, type: h.type ?? "file", size: h.size ?? 0, linkname: h.linkname ?? "" };
+      if (h.type === "file" && want(name)) {
+        if (base.size > maxFile)
+          throw new LimitError("file", `${name} is over ${maxFile} bytes (${base.size})`);
+        yield { ...base, content: await readAll(entry as AsyncIterable<Buffer>, maxFile, name) };
       } else {
-        await skip(entryPadded);
-        yield { name: clean, type, size, linkname };
+        entry.resume();
+        yield base;
       }
     }
+  } catch (err) {
+    if (err instanceof LimitError) throw err;
+    throw new Error(`truncated tar stream: ${(err as Error).message}`, { cause: err });
   } finally {
     stream.destroy();
+    ex.destroy();
   }
 }
