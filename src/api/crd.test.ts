@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { patchJobCRD, patchPolicyCRD, type SchemaNode } from "./crd.ts";
+import { patchJobCRD, patchPolicyCRD, tenantGrantCRD, type SchemaNode } from "./crd.ts";
+import { fullTenantGrant } from "../../test/fixtures/tenantgrant-full.ts";
+import { GRANT_KIND, GRANT_PLURAL } from "./tenantgrant.ts";
 import { fullPatchPolicy } from "../../test/fixtures/patchpolicy-full.ts";
 import { Mode, SEVERITIES } from "./index.ts";
 import { compilePolicy } from "../decide/index.ts";
@@ -86,4 +88,32 @@ test("crd - PatchPolicy: the schema and the TypeScript types declare the same fi
   const { tagTemplate: _t, ...target } = fullPatchPolicy.spec.target;
   const r = compilePolicy({ ...fullPatchPolicy, spec: { ...fullPatchPolicy.spec, target } }, "vuln-patcher");
   assert.ok(r.ok, r.ok ? "" : r.problems.join("; "));
+});
+
+test("crd - TenantGrant: cluster-scoped; the schema and the TypeScript types declare the same fields", () => {
+  const crd = tenantGrantCRD();
+  assert.equal(crd.spec.names.plural, GRANT_PLURAL);
+  assert.equal(crd.spec.names.kind, GRANT_KIND);
+  assert.equal(
+    (crd.spec as { scope?: string }).scope,
+    "Cluster",
+    "only administrators write cluster-scoped objects",
+  );
+  const schema = crd.spec.versions[0]!.schema.openAPIV3Schema;
+  const inSchema = new Set(schemaPaths(schema).filter((p) => p.startsWith("spec")));
+  const inTypes = new Set(
+    valuePaths({ spec: fullTenantGrant.spec }).filter(
+      (p) => !p.startsWith("spec.namespaceSelector.matchLabels."),
+    ),
+  );
+  assert.deepEqual(
+    [...inSchema].filter((p) => !inTypes.has(p)),
+    [],
+    "in the CRD but not in the types",
+  );
+  assert.deepEqual(
+    [...inTypes].filter((p) => !inSchema.has(p)),
+    [],
+    "in the types but not in the CRD",
+  );
 });

@@ -23,6 +23,7 @@ export function projectRoot(): string {
 
 export const PATCHJOB_CRD_FILE = "patchjobs.vulnpatcher.io.yaml";
 export const PATCHPOLICY_CRD_FILE = "patchpolicies.vulnpatcher.io.yaml";
+export const TENANTGRANT_CRD_FILE = "tenantgrants.vulnpatcher.io.yaml";
 
 export interface CRDObject {
   apiVersion: string;
@@ -69,7 +70,13 @@ export function patchJobSpecSchema(): SchemaNode {
   return spec;
 }
 
+export function tenantGrantCRD(): CRDObject {
+  const [crd] = loadCRDFile(join(projectRoot(), "charts", "vuln-patcher", "crds", TENANTGRANT_CRD_FILE));
+  if (!crd) throw new Error(`no CRD in ${TENANTGRANT_CRD_FILE}`);
+  return crd;
+}
+
 /** Every CRD the chart ships. */
 export function ourCRDs(): CRDObject[] {
-  return [patchJobCRD(), patchPolicyCRD()];
+  return [patchJobCRD(), patchPolicyCRD(), tenantGrantCRD()];
 }

@@ -2,32 +2,52 @@
 // over them (status transitions, conversion to copa's manifest, versions, references).
 export {
   type Conversion,
+  ConversionProblem,
   type ConversionResult,
   convertReport,
+  countFindings,
   type Counts,
+  type Finding,
+  findingsHash,
   toUpdateManifest,
   type UpdateManifest,
+  type UpdatePackage,
 } from "./convert.ts";
 export {
   type CRDObject,
   loadCRDFile,
   ourCRDs,
+  PATCHJOB_CRD_FILE,
   patchJobCRD,
   patchJobSpecSchema,
+  PATCHPOLICY_CRD_FILE,
+  patchPolicyCRD,
   projectRoot,
   type SchemaNode,
+  TENANTGRANT_CRD_FILE,
+  tenantGrantCRD,
 } from "./crd.ts";
 export { PatchError } from "./errors.ts";
-export { formatImageRef, type ImageRef, isValidTag, parseImageRef } from "./imageref.ts";
-
+export {
+  formatImageRef,
+  type ImageRef,
+  InvalidImageRefError,
+  isValidRegistryHost,
+  isValidRepository,
+  isValidTag,
+  parseImageRef,
+} from "./imageref.ts";
+export { detectOS, type OSDetection, type OSInfo } from "./os.ts";
 export {
   API_VERSION,
+  type Condition,
   ConditionType,
   DEFAULT_TAG_SUFFIX,
   DEFAULT_TIMEOUT,
   GROUP,
   type ImageSpec,
   KIND,
+  MAX_FIXED_CVES,
   type PackageUpdate,
   type PatchJob,
   type PatchJobSpec,
@@ -35,9 +55,12 @@ export {
   Phase,
   type PlatformPatch,
   PlatformResult,
+  type PlatformStatus,
   PLURAL,
   Reason,
+  type ReportRef,
   Source,
+  TERMINAL_PHASES,
   VERSION,
   type VulnerabilityCounts,
 } from "./patchjob.ts";
@@ -48,6 +71,7 @@ export {
   type PatchPolicy,
   type PatchPolicySpec,
   type PatchPolicyStatus,
+  POLICY_KIND,
   POLICY_PLURAL,
   SEVERITIES,
   type Severity,
@@ -58,18 +82,24 @@ export {
   type ObjectMeta,
   parsePlatform,
   parseReport,
+  type ParseResult,
   type Platform,
   REPORT_GROUP,
   REPORT_KIND,
   REPORT_PLURAL,
   REPORT_VERSION,
+  ReportProblem,
+  type ReportResult,
+  type ReportSummary,
+  type Vulnerability,
   type VulnerabilityReport,
 } from "./report.ts";
-export { specProblems } from "./schema.ts";
+export { schemaProblems, specProblems } from "./schema.ts";
 export {
   getCondition,
   isFinished,
   markCancelled,
+  markDenied,
   markFailed,
   markInvalid,
   markNoOp,
@@ -79,7 +109,16 @@ export {
   markRunning,
   markSourceGone,
   markSucceeded,
+  type Outcome,
   setCondition,
   statusForGeneration,
 } from "./status.ts";
-export { compareDpkg, compareVersions, VersionScheme } from "./version.ts";
+export { GRANT_KIND, GRANT_PLURAL, type TenantGrant, type TenantGrantSpec } from "./tenantgrant.ts";
+export {
+  compareApk,
+  compareDpkg,
+  compareRpm,
+  compareVersions,
+  isValidVersion,
+  VersionScheme,
+} from "./version.ts";

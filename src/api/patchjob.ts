@@ -24,6 +24,12 @@ export const Phase = {
   Invalid: "Invalid",
   /** Ended before a worker started it (its report deleted, or cancelled through the API). */
   Cancelled: "Cancelled",
+  /**
+   * Refused by the tenancy rules (src/decide/tenancy.ts): the namespace may not read this
+   * source or push to this target. Nothing was read or pushed. Looked at again when a
+   * TenantGrant changes.
+   */
+  Denied: "Denied",
 } as const;
 export type Phase = (typeof Phase)[keyof typeof Phase];
 
@@ -35,6 +41,7 @@ export const TERMINAL_PHASES: ReadonlySet<Phase> = new Set([
   Phase.Invalid,
   Phase.Planned,
   Phase.Cancelled,
+  Phase.Denied,
 ]);
 
 export const Source = { Report: "report", Policy: "policy", Manual: "manual" } as const;
@@ -83,6 +90,12 @@ export const Reason = {
   Grouped: "Grouped",
   /** A platform's patch was fine but the index was not published (another platform failed). */
   IndexNotPublished: "IndexNotPublished",
+  /** Tenancy: the namespace may not patch this image (no report of its own names it, no grant). */
+  SourceNotAllowed: "SourceNotAllowed",
+  /** Tenancy: the namespace may not push to this repository (not the source's, no grant). */
+  TargetNotAllowed: "TargetNotAllowed",
+  /** Tenancy: no registry credentials of the namespace's own, and no grant of the workers' own. */
+  CredentialsNotAllowed: "CredentialsNotAllowed",
   Internal: "Internal",
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];

@@ -190,6 +190,11 @@ export function markFailed(pj: PatchJob, reason: Reason, message: string, now = 
   return finish(pj, Phase.Failed, reason, message, false, {}, now);
 }
 
+/** Refused by the tenancy rules before it was queued: nothing was read or pushed. */
+export function markDenied(pj: PatchJob, reason: Reason, message: string, now = new Date()): PatchJobStatus {
+  return finish(pj, Phase.Denied, reason, message, false, {}, now);
+}
+
 /** Ended before any worker started it: nothing was patched or pushed. */
 export function markCancelled(
   pj: PatchJob,

@@ -1,8 +1,9 @@
 // The caches the controller decides from, and the API serves from: informers on
 // VulnerabilityReports (kept as summaries), PatchJobs (without managedFields) and
 // PatchPolicies, per watched namespace or cluster-wide.
-import { CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import {
+  GRANT_PLURAL,
   GROUP,
   type PatchJob,
   type PatchPolicy,
@@ -11,6 +12,7 @@ import {
   REPORT_GROUP,
   REPORT_PLURAL,
   REPORT_VERSION,
+  type TenantGrant,
   VERSION,
 } from "../api/index.ts";
 import { type ReportSummary, summarizeReport } from "../decide/index.ts";
@@ -29,6 +31,7 @@ interface Kind {
 const REPORTS: Kind = { group: REPORT_GROUP, version: REPORT_VERSION, plural: REPORT_PLURAL };
 const PATCHJOBS: Kind = { group: GROUP, version: VERSION, plural: PLURAL };
 const POLICIES: Kind = { group: GROUP, version: VERSION, plural: POLICY_PLURAL };
+const GRANTS: Kind = { group: GROUP, version: VERSION, plural: GRANT_PLURAL };
 
 export interface CacheOptions {
   kc: KubeConfig;
@@ -92,6 +95,46 @@ export function patchJobInformer(o: CacheOptions): Informer<PatchJob> {
 export function policyInformer(o: CacheOptions): Informer<PatchPolicy> {
   return informer(POLICIES, o, (raw) => raw as unknown as PatchPolicy, {
     resourceVersion: (p) => p.metadata.resourceVersion,
+  });
+}
+
+/** TenantGrants are cluster-scoped: one informer, whatever namespaces are watched. */
+export function grantInformer(o: Omit<CacheOptions, "namespace">): Informer<TenantGrant> {
+  return informer(GRANTS, o, (raw) => raw as unknown as TenantGrant, {
+    resourceVersion: (g) => g.metadata.resourceVersion,
+  });
+}
+
+/** What the tenancy rules need of a Namespace: its name and labels. */
+export interface NamespaceLabels {
+  name: string;
+  labels: Record<string, string>;
+  resourceVersion?: string;
+}
+
+export function namespaceInformer(o: Omit<CacheOptions, "namespace">): Informer<NamespaceLabels> {
+  const api = o.kc.makeApiClient(CoreV1Api);
+  return new Informer<NamespaceLabels>({
+    name: `${o.prefix ?? ""}namespaces`,
+    kc: o.kc,
+    list: async (p) =>
+      (await api.listNamespace({ limit: p.limit, _continue: p.continueToken })) as unknown as ListPage,
+    watchPath: "/api/v1/namespaces",
+    transform: (raw) => {
+      const m = (raw.metadata ?? {}) as {
+        name?: string;
+        labels?: Record<string, string>;
+        resourceVersion?: string;
+      };
+      return {
+        name: m.name ?? "",
+        labels: m.labels ?? {},
+        ...(m.resourceVersion ? { resourceVersion: m.resourceVersion } : {}),
+      };
+    },
+    resourceVersion: (n) => n.resourceVersion,
+    ...(o.resyncMs ? { resyncMs: o.resyncMs } : {}),
+    ...(o.log ? { log: o.log } : {}),
   });
 }
 

@@ -9,4 +9,5 @@ export {
   type ControllerOptions,
   type RunningController,
 } from "./manager.ts";
-export { patchJobInformer, reportInformer } from "./caches.ts";
+export { grantInformer, namespaceInformer, patchJobInformer, reportInformer } from "./caches.ts";
+export { ReportImages, Tenancy } from "./tenancy.ts";

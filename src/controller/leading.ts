@@ -2,7 +2,7 @@
 // the three work queues, run the reconcilers, the sweep, the schedules and the policy
 // statuses, and stop all of it when `signal` aborts.
 import { CustomObjectsApi } from "@kubernetes/client-node";
-import type { PatchJob, PatchPolicy } from "../api/index.ts";
+import { type PatchJob, type PatchPolicy, Phase } from "../api/index.ts";
 import type { ReportFacts, ReportSummary } from "../decide/index.ts";
 import {
   eventRecorder,
@@ -16,7 +16,14 @@ import {
 } from "../kube/index.ts";
 
 import { errorMessage } from "../util/index.ts";
-import { CacheSet, patchJobInformer, policyInformer, reportInformer } from "./caches.ts";
+import {
+  CacheSet,
+  grantInformer,
+  namespaceInformer,
+  patchJobInformer,
+  policyInformer,
+  reportInformer,
+} from "./caches.ts";
 import type { ControllerMetrics } from "./metrics.ts";
 import type { ResolvedControllerOptions } from "./manager.ts";
 import { PolicySet } from "./policy-set.ts";
@@ -25,6 +32,7 @@ import { indexReconciler, reportReconciler, requestReconciler, type ReconcilerDe
 import { MemberIndex, wakes, type Kind } from "./routing.ts";
 import { runSchedules } from "./schedules.ts";
 import { runSweep } from "./sweep.ts";
+import { ReportImages, Tenancy } from "./tenancy.ts";
 
 /** Shared with the process around it (metrics, readiness, tests). */
 export interface LeaderState {
@@ -47,6 +55,9 @@ function caches(o: ResolvedControllerOptions) {
     reports: new CacheSet(namespaces.map((ns) => reportInformer(opts(ns)))),
     patchJobs: new CacheSet(namespaces.map((ns) => patchJobInformer(opts(ns)))),
     policies: new CacheSet(policyNamespaces.map((ns) => policyInformer(opts(ns)))),
+    // Cluster-scoped, whatever namespaces are watched: what the tenancy rules need.
+    grants: new CacheSet([grantInformer(opts(undefined))]),
+    namespaces: new CacheSet([namespaceInformer(opts(undefined))]),
   };
 }
 
@@ -62,9 +73,19 @@ function wire(
   policies: PolicySet,
   members: MemberIndex,
   outputs: Map<string, number>,
+  tenancy: { images: ReportImages; rules: Tenancy },
+  log: ResolvedControllerOptions["log"],
 ): void {
   const wake = (pj: PatchJob) => {
     for (const [kind, key] of wakes(pj)) q[kind].add(key);
+  };
+  // Denied PatchJobs are asked again when what the rules read changes: a grant, a
+  // namespace's labels, a report of their namespace.
+  const denied = new Map<string, PatchJob>();
+  const track = (key: string, pj: PatchJob | undefined) =>
+    pj?.status?.phase === Phase.Denied ? denied.set(key, pj) : denied.delete(key);
+  const wakeDenied = (namespace?: string) => {
+    for (const pj of denied.values()) if (!namespace || pj.metadata.namespace === namespace) wake(pj);
   };
   const count = (pj: PatchJob | undefined, d: number) => {
     const ref = pj?.status?.patchedImage?.reference;
@@ -74,12 +95,29 @@ function wire(
     else outputs.delete(ref);
   };
   c.patchJobs.on({
-    add: (_k, pj) => (members.add(pj), count(pj, 1), wake(pj)),
-    update: (_k, pj, old) => (count(old, -1), count(pj, 1), wake(pj)),
-    delete: (_k, pj) => (members.delete(pj), count(pj, -1), wake(pj)),
+    add: (k, pj) => (members.add(pj), count(pj, 1), track(k, pj), wake(pj)),
+    update: (k, pj, old) => (count(old, -1), count(pj, 1), track(k, pj), wake(pj)),
+    delete: (k, pj) => (members.delete(pj), count(pj, -1), track(k, undefined), wake(pj)),
   });
+  tenancy.images.follow((h) => c.reports.on(h));
   const report = (k: string) => q.report.add(k);
-  c.reports.on({ add: report, update: report, delete: report });
+  c.reports.on({
+    add: (k, s) => (report(k), s.facts?.metadata.namespace && wakeDenied(s.facts.metadata.namespace)),
+    update: report,
+    delete: report,
+  });
+  const regrant = () => {
+    tenancy.rules.invalidate();
+    for (const [grant, problems] of tenancy.rules.compiled().invalid)
+      log.warn({ grant, problems }, "TenantGrant not used: it grants nothing until fixed");
+    wakeDenied();
+  };
+  c.grants.on({ add: regrant, update: regrant, delete: regrant });
+  c.namespaces.on({
+    update: (_k, ns, old) => {
+      if (JSON.stringify(ns.labels) !== JSON.stringify(old.labels)) wakeDenied(ns.name);
+    },
+  });
   // A policy changed: every report may have another policy now. A status-only update
   // (ours, every few seconds) changes no decision: only the compiled set is refreshed.
   const repolicy = () => {
@@ -109,14 +147,28 @@ export async function leaderWork(
   const policies = new PolicySet(c.policies.store as Store<PatchPolicy>, o.policyNamespace, o.clock);
   const members = new MemberIndex();
   const outputs = new Map<string, number>();
-  wire(c, q, policies, members, outputs);
+  const images = new ReportImages();
+  const rules = new Tenancy({
+    grants: c.grants.store,
+    namespaces: c.namespaces.store,
+    images,
+    globalPolicyTarget: (pj) => policies.globalPolicyTarget(pj),
+  });
+  wire(c, q, policies, members, outputs, { images, rules }, o.log);
   state.patchJobs = c.patchJobs.store;
   state.reports = c.reports.store;
   state.queues = q;
   // Policies and PatchJobs first (what already exists), then reports: reconciles start
   // as the first page of reports arrives, so listing and reconciling overlap.
-  const running = [...c.policies.run(signal), ...c.patchJobs.run(signal)];
-  await Promise.all([c.policies.waitForSync(signal), c.patchJobs.waitForSync(signal)]).catch(() => {});
+  const running = [
+    ...c.policies.run(signal),
+    ...c.grants.run(signal),
+    ...c.namespaces.run(signal),
+    ...c.patchJobs.run(signal),
+  ];
+  await Promise.all(
+    [c.policies, c.grants, c.namespaces, c.patchJobs].map((s) => s.waitForSync(signal)),
+  ).catch(() => {});
   if (signal.aborted) return void (await Promise.all(running));
   running.push(...c.reports.run(signal));
   void c.reports.waitForSync(signal).then(
@@ -140,6 +192,7 @@ export async function leaderWork(
     members,
     policies,
     isOwnOutput: (ref) => outputs.has(ref),
+    tenancy: (pj) => rules.verdict(pj),
     settings: o.settings,
     schema: o.schema,
     clock: o.clock,
@@ -175,6 +228,7 @@ export async function leaderWork(
         client,
         intervalMs: o.sweepIntervalMs,
         staleMs: o.staleQueuedMs,
+        tenancy: (pj) => rules.verdict(pj),
         log: o.log,
       },
       signal,

@@ -148,6 +148,23 @@ export class PolicySet {
     return undefined;
   }
 
+  /**
+   * When the PatchJob's policyRef names a global policy (the administrator's), the
+   * `registry/repository` that policy sends the PatchJob's image to: the tenancy rules
+   * count it as granted. Computed from the policy, never taken from the PatchJob.
+   */
+  globalPolicyTarget(pj: PatchJob): string | undefined {
+    const ref = pj.spec.policyRef;
+    const img = pj.spec.image;
+    if (!ref || !img) return undefined;
+    const p = this.compiled().valid.find(
+      (c) => c.global && c.name === ref.name && c.namespace === (ref.namespace ?? pj.metadata.namespace),
+    );
+    if (!p) return undefined;
+    const t = p.policy.spec.target;
+    return `${t?.registry ?? img.registryURI}/${t?.repository ?? img.repository}`;
+  }
+
   /** A PatchJob of a policy was published: it counts as in flight until the cache shows it. */
   published(pj: PatchJob): void {
     const ref = pj.spec.policyRef;

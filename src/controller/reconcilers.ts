@@ -2,6 +2,7 @@
 // the caches know, decide (pure, src/decide), apply the one action. Level-triggered: run
 // twice in a row, the second pass changes nothing.
 import type { PatchJob, SchemaNode } from "../api/index.ts";
+import type { TenancyVerdict } from "../decide/index.ts";
 import {
   decideIndex,
   decideReport,
@@ -25,6 +26,8 @@ export interface ReconcilerDeps extends ApplyDeps {
   /** True for an image reference (registry/repository:tag) some PatchJob pushed: our own output. */
   isOwnOutput: (ref: string) => boolean;
   settings: ReportSettings & IndexSettings;
+  /** May the PatchJob's namespace read its source and push to its target (src/controller/tenancy.ts)? */
+  tenancy: (pj: PatchJob) => TenancyVerdict;
   /** The PatchJob CRD's spec schema, loaded once at start. */
   schema: SchemaNode;
   clock: () => Date;
@@ -45,6 +48,7 @@ export function reportReconciler(d: ReconcilerDeps): Reconciler {
       ownOutput: !!im?.tag && d.isOwnOutput(`${im.registryURI}/${im.repository}:${im.tag}`),
       policy: report?.facts ? d.policies.verdict(key, report.facts) : { kind: "none" },
       gate: () => (current ? d.policies.gate(current, d.patchJobs) : undefined),
+      tenancy: d.tenancy,
       settings: d.settings,
       schema: d.schema,
       now: d.clock(),
@@ -70,6 +74,8 @@ export function indexReconciler(d: ReconcilerDeps): Reconciler {
       members,
       current,
       gate: () => (current ? d.policies.gate(current, d.patchJobs) : undefined),
+      tenancy: d.tenancy,
+      reportsSynced: d.reportsSynced(),
       settings: d.settings,
       now: d.clock(),
     });
@@ -83,6 +89,8 @@ export function requestReconciler(d: ReconcilerDeps): Reconciler {
     const action = decideRequest({
       current,
       gate: () => (current ? d.policies.gate(current, d.patchJobs) : undefined),
+      tenancy: d.tenancy,
+      reportsSynced: d.reportsSynced(),
       now: d.clock(),
     });
     return apply(d, action, current, log);

@@ -2,7 +2,8 @@
 // one whose message is no longer in the stream (and no worker picked it up) is
 // published again. Idempotent: the message id de-duplicates, and workers check the
 // generation.
-import { markQueued, type PatchJob, Phase, Reason } from "../api/index.ts";
+import { markDenied, markQueued, type PatchJob, Phase, Reason } from "../api/index.ts";
+import type { TenancyVerdict } from "../decide/index.ts";
 import {
   type Clock,
   ignoreConflict,
@@ -29,6 +30,8 @@ export interface SweepOptions {
   client: PatchJobClient;
   intervalMs: number;
   staleMs: number;
+  /** Asked again before a re-publish: a grant may have been taken back since. */
+  tenancy?: (pj: PatchJob) => TenancyVerdict;
   log: Logger;
   clock?: Clock;
 }
@@ -55,6 +58,14 @@ export async function sweepOnce(o: SweepOptions, signal?: AbortSignal): Promise<
       uid: pj.metadata.uid!,
       generation: pj.metadata.generation ?? 1,
     };
+    const verdict = o.tenancy?.(pj);
+    if (verdict && !verdict.ok) {
+      await ignoreConflict(o.client.updateStatus(pj, markDenied(pj, verdict.reason, verdict.message))).catch(
+        (err: unknown) => o.log.warn({ key, err: errorMessage(err) }, "sweep could not record a refusal"),
+      );
+      o.log.info({ key, reason: verdict.reason }, "sweep: a stale Queued PatchJob is no longer allowed");
+      continue;
+    }
     try {
       if (await o.publisher.pending(req)) continue;
       await o.publisher.publish(req);

@@ -4,6 +4,7 @@
 // is followed by another pass, started by the informer's event: level-triggered, so
 // every step can be retried and a crash between two steps loses nothing.
 import {
+  markDenied,
   markQueued,
   type PatchJob,
   type PatchJobSpec,
@@ -12,6 +13,7 @@ import {
   statusForGeneration,
   type VulnerabilityCounts,
 } from "../api/index.ts";
+import type { TenancyVerdict } from "./tenancy.ts";
 
 export interface EventSpec {
   type: "Normal" | "Warning";
@@ -75,31 +77,56 @@ export interface Gate {
   retryMs: number;
 }
 
-/** True when this generation still needs a message: nothing recorded for it yet, or recorded as unpublished. */
+/**
+ * True when this generation still needs a message: nothing recorded for it yet, recorded
+ * as unpublished, or refused by the tenancy rules (asked again: a grant may have come).
+ */
 export function needsPublish(pj: PatchJob): boolean {
   const s = pj.status;
   const gen = pj.metadata.generation ?? 1;
   if (!s?.phase || (s.observedGeneration ?? 0) < gen) return true;
-  return s.phase === Phase.Pending;
+  return s.phase === Phase.Pending || s.phase === Phase.Denied;
+}
+
+/** The tenancy rules refused this PatchJob: record it (once) as Denied. */
+export function decideDenied(
+  pj: PatchJob,
+  v: Extract<TenancyVerdict, { ok: false }>,
+  before: VulnerabilityCounts["before"] | undefined,
+  now: Date,
+): Action {
+  const generation = pj.metadata.generation ?? 1;
+  const s = pj.status;
+  if (s?.phase === Phase.Denied && s.observedGeneration === generation && s.message === v.message)
+    return none(v.reason, "already recorded");
+  return {
+    kind: "status",
+    status: markDenied({ ...pj, status: statusForGeneration(pj, before) }, v.reason, v.message, now),
+    event: { type: "Warning", reason: v.reason, message: v.message },
+  };
 }
 
 /**
- * Publish the PatchJob's generation, or, while its policy's gate is closed (maxInFlight,
- * the time window), say so once in the status and look again when it may open.
+ * Publish the PatchJob's generation; or, when the tenancy rules refuse it, record that;
+ * or, while its policy's gate is closed (maxInFlight, the time window), say so once in
+ * the status and look again when it may open.
  */
 export function decidePublish(
   pj: PatchJob,
   o: {
-    gate?: Gate;
+    tenancy?: TenancyVerdict;
+    /** Asked only when the tenancy rules allow it. */
+    gate?: () => Gate | undefined;
     before?: NonNullable<VulnerabilityCounts["before"]>;
     event?: EventSpec;
     now: Date;
   },
 ): Action {
+  if (o.tenancy && !o.tenancy.ok) return decideDenied(pj, o.tenancy, o.before, o.now);
   const generation = pj.metadata.generation ?? 1;
   const status = statusForGeneration(pj, o.before);
-  if (o.gate) {
-    const g = o.gate;
+  const g = o.gate?.();
+  if (g) {
     if (pj.status?.reason === g.reason && pj.status.observedGeneration === generation)
       return { kind: "requeue", afterMs: g.retryMs, reason: g.reason, message: g.message };
     return {

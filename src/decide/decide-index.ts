@@ -3,6 +3,7 @@
 // or published. Pure.
 import { type PatchJob, Source } from "../api/index.ts";
 import { create, decidePublish, needsPublish, none, type Action, type Gate } from "./actions.ts";
+import type { TenancyVerdict } from "./tenancy.ts";
 import { INDEX_LABEL, indexChange, indexPlan, type GroupSettings } from "./grouping.ts";
 
 /** @default 10_000 */
@@ -21,6 +22,10 @@ export interface IndexInput {
   current?: PatchJob;
   /** The gate of the PatchJob's policy (maxInFlight, window), asked only when publishing. */
   gate?: () => Gate | undefined;
+  /** May the PatchJob's namespace read its source and push to its target? Asked only when publishing. */
+  tenancy?: (pj: PatchJob) => TenancyVerdict;
+  /** False while the first list of reports is still arriving: the tenancy rules need them, so wait. */
+  reportsSynced?: boolean;
   settings: IndexSettings;
   now: Date;
 }
@@ -60,8 +65,16 @@ export function decideIndex(i: IndexInput): Action {
         message: `patch the index again (generation ${(current.metadata.generation ?? 0) + 1}): ${WHY[why]}`,
       },
     };
-  if (needsPublish(current))
-    return decidePublish(current, { gate: i.gate?.(), before: plan.before, now: i.now });
+  if (needsPublish(current)) {
+    if (i.reportsSynced === false)
+      return { kind: "requeue", afterMs: 2_000, reason: "NotSynced", message: "reports still listing" };
+    return decidePublish(current, {
+      tenancy: i.tenancy?.(current),
+      gate: i.gate,
+      before: plan.before,
+      now: i.now,
+    });
+  }
   // A member's counts arrived after the index was queued: keep the sum true.
   const before = current.status?.vulnerabilities?.before;
   if (before?.total !== plan.before.total || before?.fixable !== plan.before.fixable)

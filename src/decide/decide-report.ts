@@ -23,7 +23,16 @@ import {
 } from "../api/index.ts";
 import { isPatchedTag, isStagingTag, patchJobNameForReport } from "./naming.ts";
 import type { ReportFacts, ReportSummary } from "./facts.ts";
-import { create, decidePublish, needsPublish, none, type Action, type Gate } from "./actions.ts";
+import {
+  create,
+  decideDenied,
+  decidePublish,
+  needsPublish,
+  none,
+  type Action,
+  type Gate,
+} from "./actions.ts";
+import type { TenancyVerdict } from "./tenancy.ts";
 import { INDEX_GROUP_LABEL, isIndexPatchJob, markGrouped, patchJobNameForIndex } from "./grouping.ts";
 import { describePlan, type PolicyVerdict } from "./policy.ts";
 
@@ -224,6 +233,8 @@ export interface ReportInput {
   policy: PolicyVerdict;
   /** The gate of the PatchJob's policy (maxInFlight, window), asked only when publishing. */
   gate?: () => Gate | undefined;
+  /** May the PatchJob's namespace read its source and push to its target? Asked only when publishing. */
+  tenancy?: (pj: PatchJob) => TenancyVerdict;
   settings: ReportSettings;
   schema: SchemaNode;
   now: Date;
@@ -408,6 +419,9 @@ function advance(pj: PatchJob, i: ReportInput): Action {
       },
     };
   }
+  // Refused before it is handed to its index, so the platform's own PatchJob says why.
+  const tenancy = i.tenancy?.(pj);
+  if (tenancy && !tenancy.ok) return decideDenied(pj, tenancy, before, i.now);
   if ((i.settings.groupIndexes ?? true) && pj.spec.image?.indexDigest && pj.spec.image.platform !== "all") {
     const group = patchJobNameForIndex(pj.spec.image);
     return {
@@ -416,5 +430,5 @@ function advance(pj: PatchJob, i: ReportInput): Action {
       enqueue: [`${i.namespace}/${group}`],
     };
   }
-  return decidePublish(pj, { gate: i.gate?.(), before, now: i.now });
+  return decidePublish(pj, { tenancy, gate: i.gate, before, now: i.now });
 }

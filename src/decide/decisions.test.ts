@@ -392,3 +392,71 @@ test("decisions - publishing a new generation drops the last one's results and s
   assert.deepEqual(a.queued.vulnerabilities, { before: { total: 2, fixable: 1 } });
   assert.equal(a.queued.conditions?.length, 1, "conditions are kept (and updated)");
 });
+
+test("decisions - tenancy: a refused PatchJob of any kind ends Denied once, with the reason; a grant later lets it through", () => {
+  const refused = {
+    ok: false as const,
+    reason: Reason.TargetNotAllowed,
+    message: "namespace default may push ... TenantGrant",
+  };
+  const allowed = { ok: true as const };
+  // A request.
+  const req: PatchJob = {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name: "manual-1", namespace: "default", uid: "u", generation: 1 },
+    spec: {
+      source: Source.Manual,
+      image: { registryURI: "r", repository: "x", tag: "1", platform: "linux/amd64" },
+    },
+  };
+  const denied = decideRequest({ current: req, tenancy: () => refused, now: NOW });
+  assert.equal(denied.kind, "status");
+  if (denied.kind !== "status") return;
+  assert.deepEqual(
+    [denied.status.phase, denied.status.reason, denied.status.message],
+    [Phase.Denied, Reason.TargetNotAllowed, refused.message],
+  );
+  assert.equal(denied.status.observedGeneration, 1);
+  assert.equal(denied.event?.type, "Warning");
+  const again = decideRequest({
+    current: { ...req, status: denied.status },
+    tenancy: () => refused,
+    now: NOW,
+  });
+  assert.deepEqual(
+    [again.kind, again.kind === "none" && again.reason],
+    ["none", Reason.TargetNotAllowed],
+    "recorded once",
+  );
+  // The gate is not asked for a refused PatchJob.
+  let gateAsked = 0;
+  decideRequest({ current: req, tenancy: () => refused, gate: () => (gateAsked++, undefined), now: NOW });
+  assert.equal(gateAsked, 0);
+  const granted = decideRequest({
+    current: { ...req, status: denied.status },
+    tenancy: () => allowed,
+    now: NOW,
+  });
+  assert.equal(granted.kind, "publish", "a Denied PatchJob is looked at again, and published once allowed");
+  // A report's PatchJob: Denied before publishing (and before it is handed to an index).
+  const pj = created(decideReport(input()));
+  const r = decideReport(input({ current: pj, tenancy: () => refused }));
+  assert.equal(r.kind, "status");
+  if (r.kind !== "status") return;
+  assert.equal(r.status.phase, Phase.Denied);
+  assert.deepEqual(
+    r.status.vulnerabilities?.before,
+    { total: 6, fixable: 4 },
+    "the counts are still recorded",
+  );
+  // A dry run reads and pushes nothing: it is planned whatever the rules say.
+  const DRY: PolicyVerdict = {
+    ...AUTO,
+    settings: { ...(AUTO.kind === "patch" ? AUTO.settings : {}), dryRun: true },
+  } as PolicyVerdict;
+  const dry = created(decideReport(input({ policy: DRY })));
+  assert.equal(dry.spec.dryRun, true);
+  const plan = decideReport(input({ current: dry, policy: DRY, tenancy: () => refused }));
+  assert.equal(plan.kind === "status" && plan.status.phase, Phase.Planned);
+});

@@ -1,11 +1,41 @@
 // The patch engine, shared by the worker and the patch CLI: plan against the image's own
 // package database, copa's argv and the meaning of its output, the executors that run it
 // (a child process, or a Job), and verification in the registry.
-export { copaArgv } from "./argv.ts";
-export { type Executor } from "./executor.ts";
-export { buildJob, CERTS_DIR, jobName, kubernetesExecutor } from "./kubernetes.ts";
-export { localExecutor } from "./local.ts";
-
-export { patchImage, type PatchImageResult } from "./patch-image.ts";
-export { patchIndex, type PatchIndexInput, type PatchIndexResult } from "./patch-index.ts";
-export { planUpdates } from "./plan.ts";
+export { copaArgv, type CopaOptions } from "./argv.ts";
+export { type CopaRequest, type Executor, LineTail, safeFileName } from "./executor.ts";
+export {
+  buildJob,
+  CERTS_DIR,
+  DOCKER_CONFIG_DIR,
+  jobName,
+  kubernetesExecutor,
+  type KubernetesExecutorOptions,
+  MANIFEST_DIR,
+  manifestFiles,
+  VEX_DIR,
+} from "./kubernetes.ts";
+export { DEFAULT_KILL_GRACE_MS, localExecutor, type LocalExecutorOptions } from "./local.ts";
+export { classifyCopaRun, type CopaRun, type CopaVerdict, lastErrorLine } from "./outcome.ts";
+export {
+  COPA_KILL_SLACK_MS,
+  DEFAULT_COPA_TIMEOUT,
+  type EngineInput,
+  layersExtend,
+  patchImage,
+  type PatchImageInput,
+  type PatchImageResult,
+  type Stage,
+  updateAllVerification,
+} from "./patch-image.ts";
+export {
+  archTagSuffix,
+  imageEntries,
+  type IndexPlatformRequest,
+  patchIndex,
+  type PatchIndexInput,
+  type PatchIndexResult,
+  platformKey,
+  type PlatformOutcome,
+  stagingTag,
+} from "./patch-index.ts";
+export { type Plan, planUpdates, schemeFor, type Verification, verifyUpdates } from "./plan.ts";

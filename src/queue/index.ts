@@ -2,15 +2,38 @@
 // the publisher the controller uses and the consumer the workers share.
 export {
   consume,
+  consumerConfig,
   type ConsumerOptions,
   DEFAULT_ACK_WAIT_MS,
+  DEFAULT_BACKOFF_BASE_MS,
+  DEFAULT_BACKOFF_MAX_MS,
   DEFAULT_MAX_DELIVER,
   DEFAULT_SHUTDOWN_GRACE_MS,
   type Delivery,
   ensureConsumer,
   type Handler,
   type HandlerResult,
+  retryDelay,
 } from "./consumer.ts";
-export { BadMessageError, decodeRequest, type PatchRequest, STREAM } from "./messages.ts";
-export { connectNats } from "./nats.ts";
-export { JetStreamPublisher, type Publisher } from "./publisher.ts";
+export {
+  BadMessageError,
+  CONSUMER,
+  decodeRequest,
+  encodeRequest,
+  msgIdFor,
+  type PatchRequest,
+  STREAM,
+  SUBJECT_PREFIX,
+  subjectFor,
+} from "./messages.ts";
+export {
+  connectNats,
+  ensureStream,
+  isJsError,
+  JsCode,
+  manager,
+  type NatsOptions,
+  streamConfig,
+  type StreamOptions,
+} from "./nats.ts";
+export { isPending, JetStreamPublisher, type Publisher, type PublishResult } from "./publisher.ts";

@@ -5,7 +5,14 @@
 // Reads come from informer caches (no apiserver round trip per page view); writes go to
 // the apiserver with the server's own identity after the check.
 import type { KubeConfig } from "@kubernetes/client-node";
-import { patchJobInformer, reportInformer } from "../controller/index.ts";
+import {
+  grantInformer,
+  namespaceInformer,
+  patchJobInformer,
+  ReportImages,
+  reportInformer,
+  Tenancy,
+} from "../controller/index.ts";
 import { patchJobClient } from "../kube/index.ts";
 
 import { type Logger, type Route, silentLogger } from "../util/index.ts";
@@ -66,8 +73,19 @@ export async function startApi(o: ApiOptions): Promise<RunningApi> {
   const stop = new AbortController();
   const patchJobs = patchJobInformer({ kc: o.kc, log, prefix: "api/" });
   const reports = reportInformer({ kc: o.kc, log, prefix: "api/" });
-  const running = [patchJobs.run(stop.signal), reports.run(stop.signal)];
-  const synced = Promise.all([patchJobs.waitForSync(stop.signal), reports.waitForSync(stop.signal)]).then(
+  const grants = grantInformer({ kc: o.kc, log, prefix: "api/" });
+  const namespaces = namespaceInformer({ kc: o.kc, log, prefix: "api/" });
+  const images = new ReportImages();
+  images.follow((h) => reports.on(h));
+  const tenancy = new Tenancy({ grants, namespaces, images });
+  grants.on({
+    add: () => tenancy.invalidate(),
+    update: () => tenancy.invalidate(),
+    delete: () => tenancy.invalidate(),
+  });
+  const informers = [patchJobs, reports, grants, namespaces];
+  const running = informers.map((i) => i.run(stop.signal));
+  const synced = Promise.all(informers.map((i) => i.waitForSync(stop.signal))).then(
     () => {},
     () => {},
   );
@@ -77,7 +95,15 @@ export async function startApi(o: ApiOptions): Promise<RunningApi> {
     update: (_k, pj) => hub.broadcast("MODIFIED", pj),
     delete: (_k, pj) => hub.broadcast("DELETED", pj),
   });
-  const ctx: RouteContext = { auth: o.auth, client: patchJobClient(o.kc), patchJobs, reports, hub, log };
+  const ctx: RouteContext = {
+    auth: o.auth,
+    client: patchJobClient(o.kc),
+    patchJobs,
+    reports,
+    tenancy,
+    hub,
+    log,
+  };
   const apiRoute: Route = async (req, res, url) => {
     if (staticRoute(req, res, url)) return true;
     if (!url.pathname.startsWith("/api/")) return false;

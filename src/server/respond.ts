@@ -10,9 +10,12 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 export class HttpError extends Error {
   override name = "HttpError";
   readonly status: number;
-  constructor(status: number, message: string) {
+  /** A machine-readable reason, the same a PatchJob's status would carry (e.g. TargetNotAllowed). */
+  readonly reason?: string;
+  constructor(status: number, message: string, reason?: string) {
     super(message);
     this.status = status;
+    if (reason) this.reason = reason;
   }
   get code(): string {
     return `HTTP_${this.status}`;

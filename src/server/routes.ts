@@ -21,6 +21,7 @@ import { adhocSpec } from "./adhoc.ts";
 import { bearerToken, type Access, type Authenticator, type Caller } from "./auth.ts";
 import { API_PATHS, pathPattern } from "./paths.ts";
 import { HttpError, json, readJSON } from "./respond.ts";
+import type { Tenancy } from "../controller/index.ts";
 import type { EventHub } from "./stream.ts";
 import { patchJobView, reportView } from "./views.ts";
 
@@ -29,6 +30,8 @@ export interface RouteContext {
   client: PatchJobClient;
   patchJobs: Store<PatchJob> & { values(): Iterable<PatchJob> };
   reports: Store<ReportSummary> & { keys(): Iterable<string> };
+  /** The tenancy rules, as the controller applies them (src/controller/tenancy.ts). */
+  tenancy: Pick<Tenancy, "verdict">;
   hub: EventHub;
   log: Logger;
 }
@@ -101,6 +104,10 @@ const createPatchJob: Handler = async (c, req, res, { ns }) => {
   const who = await caller(c, req);
   await authorize(c, who, pj("create", ns));
   const spec = await adhocSpec(ns, await readJSON(req), c.reports, (a) => authorize(c, who, a));
+  // The same rules the controller applies before publishing, answered now: the caller
+  // learns at once, and nothing is created that would only end Denied.
+  const verdict = c.tenancy.verdict({ metadata: { name: "", namespace: ns }, spec });
+  if (!verdict.ok) throw new HttpError(403, verdict.message, verdict.reason);
   const name = patchJobNameForImage("manual", spec.image!) + "-" + Date.now().toString(36);
   try {
     const created = await c.client.create({
@@ -203,7 +210,8 @@ export async function dispatch(
   try {
     await r.handler(c, req, res, { ns: m[1]!, name: m[3] ?? "" });
   } catch (err) {
-    if (err instanceof HttpError) json(res, err.status, { error: err.message });
+    if (err instanceof HttpError)
+      json(res, err.status, { error: err.message, ...(err.reason ? { reason: err.reason } : {}) });
     else {
       c.log.error({ err: apiMessage(err), path }, "API request failed");
       json(res, 502, { error: `the Kubernetes API failed: ${apiMessage(err)}` });

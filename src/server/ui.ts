@@ -29,7 +29,7 @@ export const UI_HTML = `<!doctype html>
   code { font-size: .85em; word-break: break-all; }
   .phase { font-weight: 600; }
   .phase-Succeeded, .phase-NoOp, .phase-Planned { color: #116329; }
-  .phase-Failed, .phase-Invalid, .phase-Cancelled { color: #a40e26; }
+  .phase-Failed, .phase-Invalid, .phase-Cancelled, .phase-Denied { color: #a40e26; }
   .phase-Running, .phase-Queued, .phase-Pending { color: #7d4e00; }
   .reason { color: #a40e26; }
   #status { min-height: 1.4em; margin: .5rem 0; }
@@ -134,7 +134,7 @@ function renderJobs() {
     const img = j.spec.image ? j.spec.image.registryURI + "/" + j.spec.image.repository + (j.spec.image.tag ? ":" + j.spec.image.tag : "") : "";
     const vul = s.vulnerabilities || {};
     const patched = s.patchedImage && s.patchedImage.digest ? s.patchedImage.reference + "@" + s.patchedImage.digest : "";
-    const failed = phase === "Failed" || phase === "Invalid" || phase === "Cancelled";
+    const failed = phase === "Failed" || phase === "Invalid" || phase === "Cancelled" || phase === "Denied";
     const why = failed ? (s.reason ? s.reason + ": " : "") + (s.message || "") : phase === "Planned" ? (s.message || "") : (s.reason === "PolicyLimit" || s.reason === "OutsideWindow" ? s.message : "");
     tb.append(el("tr", { "data-patchjob": j.name },
       el("th", { scope: "row" }, j.name),

@@ -16,7 +16,7 @@ import {
 import type { EventRecorder, PatchJobClient } from "../kube/index.ts";
 import type { PatchImageResult, PatchIndexResult } from "../patch/index.ts";
 
-import type { Logger } from "../util/index.ts";
+import { errorMessage, type Logger } from "../util/index.ts";
 import { counts, findingsOf } from "./counts.ts";
 import { finish, finishMembers } from "./status-writer.ts";
 
@@ -81,7 +81,8 @@ async function recordImage(
   const vexConfigMap =
     r.vex && d.saveVex
       ? await d.saveVex(pj, r.vex).catch((err: unknown) => {
-          log.warn({ err: String(err) }, "could not store the VEX document");
+          log.warn({ err: errorMessage(err) }, "could not store the VEX document");
+          d.events.warning(pj, "VexNotStored", errorMessage(err));
           return undefined;
         })
       : undefined;

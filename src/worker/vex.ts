@@ -1,7 +1,15 @@
 // copa's OpenVEX document, kept with the PatchJob in a ConfigMap it owns (deleted with it).
+// A ConfigMap of that name that this PatchJob does not own is never touched: the name is
+// derived from the PatchJob's, which a tenant chooses, so it could name anything.
 import { CoreV1Api, type KubeConfig, type V1ConfigMap } from "@kubernetes/client-node";
 import { API_VERSION, KIND, type PatchJob } from "../api/index.ts";
 import { isConflict, isNotFound } from "../kube/index.ts";
+
+/** A ConfigMap of the VEX's name exists and is not this PatchJob's: left alone. */
+export class VexNameTakenError extends Error {
+  override name = "VexNameTakenError";
+  readonly code = "VEX_NAME_TAKEN";
+}
 
 /** ConfigMaps hold at most 1 MiB; keep well below. */
 export const MAX_VEX_BYTES = 512 * 1024;
@@ -45,6 +53,10 @@ export function vexWriter(kc: KubeConfig) {
       const cur = await core
         .readNamespacedConfigMap({ namespace, name })
         .catch((e: unknown) => (isNotFound(e) ? undefined : Promise.reject(e)));
+      if (cur && !cur.metadata?.ownerReferences?.some((o) => o.uid === pj.metadata.uid))
+        throw new VexNameTakenError(
+          `ConfigMap ${namespace}/${name} exists and is not this PatchJob's: the VEX document is not stored`,
+        );
       await core.replaceNamespacedConfigMap({
         namespace,
         name,

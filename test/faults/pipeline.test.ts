@@ -16,6 +16,7 @@ import { installAllCRDs } from "../../src/devenv/crds.ts";
 import { createNamespace, reportsApi, listPatchJobs } from "../../src/devenv/kube.ts";
 import { honestReportForImage, imageSecurityUpdates } from "../../src/devenv/honest-report.ts";
 import { createPatchJob, manualSpec, waitForPhase, getPatchJob } from "../support/patchjobs.ts";
+import { installGrant } from "../support/shared.ts";
 import { startCli, localWorkerArgs, metricValue, type CliProcess } from "../support/cli.ts";
 import { registryServer } from "../../src/devenv/registry.ts";
 import { retag } from "../../src/devenv/variants.ts";
@@ -38,6 +39,8 @@ before(async () => {
   const kc = env.kubeConfig();
   await installAllCRDs(kc);
   await createNamespace(kc, NS);
+  // These faults are about the pipeline, not tenancy: the namespace may patch anything.
+  await installGrant(env, NS, "*");
   const [cport, wport] = [await freePort(), await freePort()];
   controller = await startCli(
     [

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { CoreV1Api, CustomObjectsApi, RbacAuthorizationV1Api } from "@kubernetes/client-node";
 import type { Env } from "../../src/devenv/index.ts";
 import { reportsApi } from "../../src/devenv/kube.ts";
-import { namespaces, testEnv } from "../support/shared.ts";
+import { installGrant, namespaces, testEnv } from "../support/shared.ts";
 import { makeReport } from "../../test/fixtures/make-report.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
 
@@ -72,6 +72,8 @@ before(async () => {
       indexSeed: "idx",
     }),
   );
+  // Tags of library/debian no report names (to cancel, to stream): an administrator's grant.
+  await installGrant(env, NS, { sources: ["127\\.0\\.0\\.1:5000/library/debian"] });
   api = await startApi({ kc, auth: kubeAuthenticator(kc), heartbeatMs: 500 });
   await api.synced;
   http = await startHttpServer({ listen: "127.0.0.1:0", routes: api.routes });
@@ -159,6 +161,29 @@ test("api - a token whose ServiceAccount may create PatchJobs creates one (201);
   assert.equal(got.body.name, name);
   // But not in a namespace where it has no Role.
   assert.equal((await call("GET", `/api/v1/namespaces/default/patchjobs`, tokens.viewer)).status, 403);
+});
+
+test("api - tenancy: an image no report of the namespace names and no grant allows is refused (403, SourceNotAllowed); nothing is created", async () => {
+  const count = async () =>
+    (
+      (await env.kubeConfig().makeApiClient(CustomObjectsApi).listNamespacedCustomObject({
+        group: "vulnpatcher.io",
+        version: "v1alpha1",
+        plural: "patchjobs",
+        namespace: NS,
+      })) as { items: unknown[] }
+    ).items.length;
+  const before = await count();
+  for (const image of ["127.0.0.1:5000/team-b/private:1", "127.0.0.1:5000/library/debian-other:1"]) {
+    const r = await call("POST", `/api/v1/namespaces/${NS}/patchjobs`, tokens.patcher, { image });
+    assert.equal(r.status, 403, `${image}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.reason, "SourceNotAllowed");
+    assert.match(
+      String(r.body.error),
+      new RegExp(`namespace ${NS} may patch only images its own VulnerabilityReports name.*TenantGrant`),
+    );
+  }
+  assert.equal(await count(), before, "no PatchJob was created");
 });
 
 test("api - a patch of a report carries the report's updates; dryRun is passed on; bad input is a 400 with the reason", async () => {

@@ -8,7 +8,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { namespaces, ownImage, testEnv } from "../support/shared.ts";
+import { installGrant, namespaces, ownImage, testEnv } from "../support/shared.ts";
 import { imageSecurityUpdates } from "../../src/devenv/honest-report.ts";
 import { createPatchJob, manualSpec, waitForPhase, getPatchJob } from "../../test/support/patchjobs.ts";
 import { startCli, localWorkerArgs, type CliProcess } from "../../test/support/cli.ts";
@@ -48,6 +48,7 @@ async function stoppedMidPatch(t: TestContext, how: "SIGKILL" | "SIGTERM") {
   ]!;
   const repo = `${ns}/debian`;
   const image = await ownImage(env, repo);
+  await installGrant(env, ns, "*"); // a PatchJob by hand of an image no report names
   const registry = new RegistryClient();
   const updates = await imageSecurityUpdates(image.ref, ["liblzma5", "libpcre2-8-0", "perl-base"]);
   const nc = await connectNats({ url: env.natsURL, name: "crash-test" });

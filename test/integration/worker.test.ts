@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { CoreV1Api } from "@kubernetes/client-node";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { goBinary, type Env } from "../../src/devenv/index.ts";
-import { namespaces, ownImage, testEnv } from "../support/shared.ts";
+import { installGrant, namespaces, ownImage, testEnv } from "../support/shared.ts";
 import { imageSecurityUpdates } from "../../src/devenv/honest-report.ts";
 import { createPatchJob, manualSpec, waitForPhase, getPatchJob } from "../../test/support/patchjobs.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
@@ -62,6 +62,9 @@ const controller = () =>
 before(async () => {
   env = await testEnv();
   NS = (await namespaces(env, "worker")).worker!;
+  // PatchJobs by hand, of images no report names, to other registries: about the worker,
+  // not tenancy (test/integration/tenancy.test.ts), so this namespace may do anything.
+  await installGrant(env, NS, "*");
   REPO = `${NS}/debian`;
   IMAGE = await ownImage(env, REPO);
   nc = await connectNats({ url: env.natsURL, name: "worker-test" });

@@ -9,7 +9,7 @@ import { attachEnv, setup, type Endpoints, type Env, type EnvOptions } from "../
 import { installAllCRDs } from "../../src/devenv/crds.ts";
 import { RegistryClient } from "../../src/registry/index.ts";
 import { parseImageRef, type ImageRef } from "../../src/api/index.ts";
-import { defaultPolicy, POLICY_PLURAL } from "../../src/api/index.ts";
+import { defaultPolicy, GRANT_PLURAL, POLICY_PLURAL, type TenantGrantSpec } from "../../src/api/index.ts";
 import { CustomObjectsApi } from "@kubernetes/client-node";
 
 export const SHARED_ENV_VAR = "VP_SHARED_ENV";
@@ -74,6 +74,31 @@ export async function installPolicy(
       namespace,
       body: { ...p, spec: { ...p.spec, allNamespaces: !!o.global } },
     });
+}
+
+/**
+ * What an administrator allows a namespace beyond its own reports' images (a
+ * cluster-scoped TenantGrant named `grant-<namespace>`); `*` allows everything,
+ * the workers' own credentials included.
+ */
+export async function installGrant(
+  env: Env,
+  namespace: string,
+  spec: Omit<TenantGrantSpec, "namespaces"> | "*",
+): Promise<void> {
+  const body = {
+    apiVersion: "vulnpatcher.io/v1alpha1",
+    kind: "TenantGrant",
+    metadata: { name: `grant-${namespace}` },
+    spec: {
+      namespaces: [namespace],
+      ...(spec === "*" ? { sources: [".*"], targets: [".*"], globalCredentials: true } : spec),
+    },
+  };
+  await env
+    .kubeConfig()
+    .makeApiClient(CustomObjectsApi)
+    .createClusterCustomObject({ group: "vulnpatcher.io", version: "v1alpha1", plural: GRANT_PLURAL, body });
 }
 
 /**
