@@ -171,3 +171,30 @@ test("informer - the resync period re-lists even when the watch stays open; an E
   h.stop.abort();
   await h.running;
 });
+
+test("informer - stopped while its list is in flight: run() returns at once, no watch is left to run to the resync deadline", async () => {
+  const server = fakeServer();
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const clock = new FakeClock();
+  const inf = new Informer<RawObject>({
+    name: "test",
+    list: async (p) => (await gate, server.list(p)),
+    watch: server.watch,
+    watchPath: "/apis/x/v1/things",
+    transform: (o) => o,
+    resourceVersion: (o) => o.metadata?.resourceVersion,
+    clock,
+  });
+  const ac = new AbortController();
+  let returned = false;
+  const run = inf.run(ac.signal).then(() => (returned = true));
+  await settle();
+  ac.abort(); // the list is still in flight
+  release();
+  await settle();
+  // No clock time passed: only an immediate return can have ended run().
+  assert.equal(returned, true, "run() returned without waiting for the clock");
+  assert.equal(server.watches.length, 0, "no watch was opened after the stop");
+  await run;
+});

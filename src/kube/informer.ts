@@ -243,6 +243,9 @@ export class Informer<T> implements Store<T> {
   ): Promise<{ result: "resync" | "ended" | "error"; rv?: string; err?: unknown }> {
     let lastRV = rv;
     let failure: unknown;
+    // Aborted while the list was in flight: an abort listener added now would never fire,
+    // and the watch would run on to the resync deadline.
+    if (signal.aborted) return { result: "ended", rv };
     return new Promise((resolve) => {
       let settled = false;
       let req: { abort(): void } | undefined;

@@ -146,9 +146,7 @@ export async function consume(
       let m: JsMsg | null;
       try {
         consumer ??= await js.consumers.get(STREAM, CONSUMER);
-        // Stopping does not wait for a fetch NATS may never answer (a message it still
-        // hands over is not acked, so JetStream redelivers it after ack_wait).
-        m = await untilAborted(consumer.next({ expires: 5_000 }), signal);
+        m = await fetchOne(consumer, signal);
         if (signal.aborted) return;
         backoff = 1000;
       } catch (err) {
@@ -177,6 +175,29 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | null> 
       (e: unknown) => (signal.removeEventListener("abort", onAbort), reject(e)),
     );
   });
+}
+
+/**
+ * One message, or null when the pull expires or `signal` aborts. Stopping cancels the
+ * pull (its inbox is unsubscribed, so the server hands nothing more to it) instead of
+ * leaving it open: a message handed to a stopped worker would wait out ack_wait and
+ * count as a delivery nobody attempted. One that arrives in the race is given back at once.
+ */
+async function fetchOne(consumer: Consumer, signal: AbortSignal): Promise<JsMsg | null> {
+  if (signal.aborted) return null;
+  const pull = await consumer.fetch({ max_messages: 1, expires: 5_000 });
+  const onAbort = () => pull.stop();
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    for await (const m of pull) {
+      if (!signal.aborted) return m;
+      m.nak();
+      return null;
+    }
+    return null;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
 }
 
 async function handleOne(
