@@ -26,6 +26,7 @@ import { buildClusterImages } from "../src/devenv/cluster-images.ts";
 import { helm, installChart } from "../src/devenv/chart.ts";
 import { sbomscannerCRDs } from "../src/devenv/crds.ts";
 import { honestReportForImage } from "../src/devenv/honest-report.ts";
+import { decisionTimes, healthzUnderLoad, PATHOLOGICAL } from "./patterns.ts";
 
 const run = promisify(execFile);
 const { values: flags } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" } } });
@@ -718,6 +719,27 @@ async function p6(): Promise<void> {
   });
 }
 
+async function p7(): Promise<void> {
+  const d = decisionTimes(QUICK ? 200 : 2000);
+  log(
+    `P7: decisions against 10,000-character names: max ${d.maxMs.toFixed(2)} ms, median ${d.medianMs.toFixed(3)} ms`,
+  );
+  const h = await healthzUnderLoad(QUICK ? 50 : 300);
+  log(
+    `P7: /healthz while deciding ${h.decided} reports: max ${h.maxHealthzMs.toFixed(1)} ms over ${h.answers} answers, ${h.failures} failed`,
+  );
+  await record({
+    id: "P7",
+    name: `policies ${PATHOLOGICAL.join(" ")} against 10,000-character names: the slowest decision`,
+    floor: "a regular expression engine without backtracking (RE2)",
+    goal: "< 10 ms per decision; /healthz answers throughout",
+    value: +d.maxMs.toFixed(2),
+    unit: "ms",
+    met: d.maxMs < 10 && h.failures === 0 && h.decided > 0,
+    details: { medianMs: +d.medianMs.toFixed(3), healthz: h },
+  });
+}
+
 await mkdir(outDir, { recursive: true });
 log(`writing ${outFile}${QUICK ? " (quick mode)" : ""}`);
 const t = performance.now();
@@ -725,6 +747,7 @@ if (want("P1") || want("P4")) await p1p4();
 if (want("P2")) await p2();
 if (want("P3") || want("P5")) await p3p5();
 if (want("P6")) await p6();
+if (want("P7")) await p7();
 const rows = [
   ["ID", "BENCHMARK", "FLOOR", "GOAL", "RESULT", "MET"],
   ...results.map((r) => [r.id, r.name, r.floor, r.goal, `${r.value} ${r.unit}`, r.met ? "yes" : "NO"]),

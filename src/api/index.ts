@@ -94,6 +94,12 @@ export {
   type Vulnerability,
   type VulnerabilityReport,
 } from "./report.ts";
+export {
+  SCANNER_GROUP,
+  SCANNER_REGISTRY_PLURAL,
+  SCANNER_VERSION,
+  type ScannerRegistry,
+} from "./scanner-registry.ts";
 export { schemaProblems, specProblems } from "./schema.ts";
 export {
   getCondition,
@@ -101,6 +107,7 @@ export {
   markCancelled,
   markDenied,
   markFailed,
+  markHeartbeat,
   markInvalid,
   markNoOp,
   markPlanned,

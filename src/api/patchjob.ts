@@ -77,6 +77,8 @@ export const Reason = {
   BlobDigestMismatch: "BlobDigestMismatch",
   /** An image over a read limit (layer or file size, entries): not read further. */
   ImageTooLarge: "ImageTooLarge",
+  /** A layer with the right digest whose content does not decompress or untar. */
+  CorruptLayer: "CorruptLayer",
   MaxAttemptsExceeded: "MaxAttemptsExceeded",
   ReportDeleted: "ReportDeleted",
   ReportPresent: "ReportPresent",
@@ -94,8 +96,12 @@ export const Reason = {
   SourceNotAllowed: "SourceNotAllowed",
   /** Tenancy: the namespace may not push to this repository (not the source's, no grant). */
   TargetNotAllowed: "TargetNotAllowed",
-  /** Tenancy: no registry credentials of the namespace's own, and no grant of the workers' own. */
+  /** Tenancy: the registry refused, and the only credentials for it are the workers' own, not granted to the namespace. */
   CredentialsNotAllowed: "CredentialsNotAllowed",
+  /** The credentials the namespace names (a policy's Secret, a Registry's authSecret) cannot be read or used. */
+  CredentialsUnavailable: "CredentialsUnavailable",
+  /** A Running PatchJob whose worker stopped writing heartbeats, and whose request was gone: queued again. */
+  HeartbeatLost: "HeartbeatLost",
   Internal: "Internal",
 } as const;
 export type Reason = (typeof Reason)[keyof typeof Reason];
@@ -202,6 +208,8 @@ export interface PatchJobStatus {
   observedGeneration?: number;
   attempts?: number;
   startTime?: string;
+  /** While Running: the worker's last sign of life. */
+  heartbeatTime?: string;
   completionTime?: string;
   queuedTime?: string;
   worker?: string;

@@ -36,6 +36,8 @@ export interface PatchPolicySpec {
   schedule?: { cron: string; timeZone?: string };
   target?: { tagSuffix?: string; tagTemplate?: string; repository?: string; registry?: string };
   limits?: { maxInFlight?: number; window?: { start: string; end: string; timeZone?: string } };
+  /** dockerconfigjson Secret in the policy's namespace: its PatchJobs' registry credentials (same namespace only). */
+  credentialsSecret?: string;
 }
 
 export interface PatchPolicyStatus {

@@ -66,6 +66,7 @@ export function markQueued(pj: PatchJob, now = new Date()): PatchJobStatus {
     ...base(pj, Phase.Queued, Reason.Published, "published to the patch queue"),
     queuedTime: nowRFC3339(now),
     startTime: undefined,
+    heartbeatTime: undefined,
     completionTime: undefined,
     conditions: setCondition(
       pj.status?.conditions,
@@ -105,9 +106,15 @@ export function markRunning(pj: PatchJob, worker: string, now = new Date()): Pat
     ...base(pj, Phase.Running, Reason.Claimed, `patching (attempt ${attempt})`),
     attempts: attempt,
     startTime: nowRFC3339(now),
+    heartbeatTime: nowRFC3339(now),
     completionTime: undefined,
     worker,
   };
+}
+
+/** A Running PatchJob's sign of life (the worker writes it while it patches). */
+export function markHeartbeat(pj: PatchJob, now = new Date()): PatchJobStatus {
+  return { ...pj.status, heartbeatTime: nowRFC3339(now) };
 }
 
 export interface Outcome {

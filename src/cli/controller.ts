@@ -11,7 +11,7 @@ import {
 } from "../kube/index.ts";
 import { connectNats } from "../queue/index.ts";
 import { startController } from "../controller/index.ts";
-import { kubeAuthenticator, startApi } from "../server/index.ts";
+import { kubeAuthenticator, startApi, tokenAudiences } from "../server/index.ts";
 import { DEFAULT_TAG_SUFFIX, DEFAULT_TIMEOUT } from "../api/index.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, bounded, closeNats, exitSoon, onShutdown } from "./shutdown.ts";
 
@@ -23,6 +23,7 @@ publishes it to NATS JetStream.
   --kubeconfig PATH            default $KUBECONFIG, else in-cluster
   --nats-url URL               default $NATS_URL, else nats://127.0.0.1:4222
   --nats-user, --nats-password default $NATS_USER, $NATS_PASSWORD
+  --nats-ca FILE               default $NATS_CA: check a tls:// NATS against this CA
   --namespaces a,b             namespaces to watch (default $WATCH_NAMESPACES, else all)
   --policy-namespace NS        the controller's namespace: a PatchPolicy here with allNamespaces
                                applies everywhere (default $POD_NAMESPACE, else default)
@@ -41,6 +42,8 @@ publishes it to NATS JetStream.
                                gone (default ${DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000}s; a second signal exits at once)
   --api                        also serve the HTTP API and the web UI on --listen (every
                                replica serves; see 'vuln-patcher server --help')
+  --token-audience A           with --api: the audience callers' tokens must carry
+                               (default vuln-patcher); "" for none
   --log-level LEVEL            default info`;
 
 export async function controllerCommand(argv: string[]): Promise<number> {
@@ -49,6 +52,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     "nats-url": { type: "string" },
     "nats-user": { type: "string" },
     "nats-password": { type: "string" },
+    "nats-ca": { type: "string" },
     namespaces: { type: "string" },
     "policy-namespace": { type: "string" },
     "tag-suffix": { type: "string" },
@@ -64,6 +68,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     listen: { type: "string" },
     "shutdown-timeout": { type: "string" },
     api: { type: "boolean" },
+    "token-audience": { type: "string" },
     "log-level": { type: "string" },
   });
   if (v.help) {
@@ -90,10 +95,15 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     name: "vuln-patcher-controller",
     user: flagOrEnv(v["nats-user"], process.env.NATS_USER),
     pass: flagOrEnv(v["nats-password"], process.env.NATS_PASSWORD),
+    caFile: flagOrEnv(v["nats-ca"], process.env.NATS_CA),
     log,
   });
   const api = v.api
-    ? await startApi({ kc, auth: kubeAuthenticator(kc), log: log.child({ component: "api" }) })
+    ? await startApi({
+        kc,
+        auth: kubeAuthenticator(kc, tokenAudiences(v["token-audience"])),
+        log: log.child({ component: "api" }),
+      })
     : undefined;
   const ctl = await startController({
     kc,

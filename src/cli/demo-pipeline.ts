@@ -9,7 +9,7 @@ import { startController } from "../controller/index.ts";
 import { connectNats } from "../queue/index.ts";
 import { localExecutor } from "../patch/index.ts";
 import { RegistryClient } from "../registry/index.ts";
-import { kubeAuthenticator, startApi } from "../server/index.ts";
+import { DEFAULT_TOKEN_AUDIENCE, kubeAuthenticator, startApi } from "../server/index.ts";
 import { startWorker } from "../worker/index.ts";
 
 import { type Logger, startHttpServer } from "../util/index.ts";
@@ -32,7 +32,11 @@ export async function startDemoPipeline(
 ): Promise<DemoPipeline> {
   const kc = env.kubeConfig();
   const nc = await connectNats({ url: env.natsURL, name: "vuln-patcher-demo" });
-  const api = await startApi({ kc, auth: kubeAuthenticator(kc), log: log.child({ component: "api" }) });
+  const api = await startApi({
+    kc,
+    auth: kubeAuthenticator(kc, [DEFAULT_TOKEN_AUDIENCE]),
+    log: log.child({ component: "api" }),
+  });
   const controller = await startController({ kc, nc, log: log.child({ component: "controller" }) });
   const http = await startHttpServer({
     listen: "127.0.0.1:0",
@@ -115,7 +119,8 @@ async function demoUserToken(kc: KubeConfig): Promise<string> {
   const tr = await core.createNamespacedServiceAccountToken({
     namespace: NS,
     name,
-    body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
+    // For the API only: the apiserver does not take a token of this audience.
+    body: { spec: { audiences: [DEFAULT_TOKEN_AUDIENCE], expirationSeconds: 24 * 3600 } },
   });
   return tr.status!.token!;
 }

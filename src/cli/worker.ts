@@ -13,7 +13,7 @@ import {
 } from "../queue/index.ts";
 import { DEFAULT_WORKER_CONCURRENCY, startWorker } from "../worker/index.ts";
 import { CERTS_DIR, kubernetesExecutor, localExecutor } from "../patch/index.ts";
-import { credentialsFromDockerConfigDir, RegistryClient } from "../registry/index.ts";
+import { dockerConfigDirCredentials, RegistryClient } from "../registry/index.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, bounded, closeNats, exitSoon, onShutdown } from "./shutdown.ts";
 
 export const workerUsage = `Usage: vuln-patcher worker [flags]
@@ -23,6 +23,7 @@ Takes patch requests from NATS JetStream and runs copa on BuildKit for each.
   --kubeconfig PATH             default $KUBECONFIG, else in-cluster
   --nats-url URL                default $NATS_URL, else nats://127.0.0.1:4222
   --nats-user, --nats-password  default $NATS_USER, $NATS_PASSWORD
+  --nats-ca FILE                default $NATS_CA: check a tls:// NATS against this CA
   --executor local|kubernetes   run copa as a child process, or as a Job per patch
                                 (default kubernetes in a cluster, else local)
   --concurrency N               patches at once in this process (default ${DEFAULT_WORKER_CONCURRENCY})
@@ -32,7 +33,6 @@ Takes patch requests from NATS JetStream and runs copa on BuildKit for each.
                                 else the one make setup built)
   --copa-image REF              the copa runner image for Jobs ($COPA_IMAGE)
   --job-namespace NS            where Jobs run (default: the PatchJob's namespace)
-  --registry-secret NAME        dockerconfigjson Secret mounted into Jobs for DOCKER_CONFIG
   --buildkit-tls-secret NAME    Secret with ca.crt, tls.crt, tls.key mounted into Jobs
   --job-resources JSON          the copa container's resources, e.g. '{"limits":{"memory":"512Mi"}}'
   --insecure-registry HOST      reach HOST over plain HTTP (repeatable; loopback always is)
@@ -45,7 +45,9 @@ Takes patch requests from NATS JetStream and runs copa on BuildKit for each.
   --retry-base D                first retry delay, doubling (default 10s)
   --listen HOST:PORT            /healthz, /readyz, /metrics (default :8081)
   --log-level LEVEL             default info
-Registry credentials for reading images come from $DOCKER_CONFIG/config.json.`;
+Registry credentials follow the PatchJob's namespace (a PatchPolicy's credentialsSecret,
+a sbomscanner Registry's authSecret); the worker's own, from $DOCKER_CONFIG/config.json,
+only where a TenantGrant gives the namespace globalCredentials (docs/tenancy.md).`;
 
 export async function workerCommand(argv: string[]): Promise<number> {
   const { values: v } = parse(argv, {
@@ -53,6 +55,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     "nats-url": { type: "string" },
     "nats-user": { type: "string" },
     "nats-password": { type: "string" },
+    "nats-ca": { type: "string" },
     executor: { type: "string" },
     concurrency: { type: "string" },
     "buildkit-addr": { type: "string" },
@@ -62,7 +65,6 @@ export async function workerCommand(argv: string[]): Promise<number> {
     copa: { type: "string" },
     "copa-image": { type: "string" },
     "job-namespace": { type: "string" },
-    "registry-secret": { type: "string" },
     "buildkit-tls-secret": { type: "string" },
     "job-resources": { type: "string" },
     "insecure-registry": { type: "string", multiple: true },
@@ -91,8 +93,10 @@ export async function workerCommand(argv: string[]): Promise<number> {
   let tls = tlsFiles.every(Boolean)
     ? { caCert: v["buildkit-ca"]!, cert: v["buildkit-cert"]!, key: v["buildkit-key"]! }
     : undefined;
-  // In a Job, copa reads the client certificates from the mounted Secret.
-  if (executorKind === "kubernetes" && v["buildkit-tls-secret"])
+  // In a Job, copa reads the client certificates from a mounted Secret: the worker's own
+  // files copied into each run's Secret, or a Secret of the Job namespace named here.
+  const buildkitTLSFiles = executorKind === "kubernetes" ? tls : undefined;
+  if (executorKind === "kubernetes" && (tls || v["buildkit-tls-secret"]))
     tls = { caCert: `${CERTS_DIR}/ca.crt`, cert: `${CERTS_DIR}/tls.crt`, key: `${CERTS_DIR}/tls.key` };
   const kc = loadKubeConfig(v.kubeconfig);
   const identity = v.identity ?? process.env.POD_NAME ?? hostname();
@@ -107,8 +111,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
             (() => {
               throw new UsageError("--copa-image (or $COPA_IMAGE) is required with --executor kubernetes");
             })(),
-          registrySecret: v["registry-secret"],
           buildkitTLSSecret: v["buildkit-tls-secret"],
+          ...(buildkitTLSFiles ? { buildkitTLSFiles } : {}),
           resources: jobResources(v["job-resources"]),
           log,
         });
@@ -128,16 +132,16 @@ export async function workerCommand(argv: string[]): Promise<number> {
     name: `vuln-patcher-worker-${identity}`,
     user: flagOrEnv(v["nats-user"], process.env.NATS_USER),
     pass: flagOrEnv(v["nats-password"], process.env.NATS_PASSWORD),
+    caFile: flagOrEnv(v["nats-ca"], process.env.NATS_CA),
     log,
   });
   const worker = await startWorker({
     kc,
     nc,
     executor,
-    registry: new RegistryClient({
-      credentials: credentialsFromDockerConfigDir(),
-      insecureHosts: v["insecure-registry"] ?? [],
-    }),
+    registry: new RegistryClient({ insecureHosts: v["insecure-registry"] ?? [] }),
+    // The workers' own, from $DOCKER_CONFIG: lent to a namespace only by a TenantGrant.
+    globalCredentials: dockerConfigDirCredentials(),
     buildkitAddr,
     tls,
     identity,

@@ -228,6 +228,7 @@ export async function leaderWork(
         client,
         intervalMs: o.sweepIntervalMs,
         staleMs: o.staleQueuedMs,
+        staleRunningMs: o.staleRunningMs,
         tenancy: (pj) => rules.verdict(pj),
         log: o.log,
       },

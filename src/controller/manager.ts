@@ -20,7 +20,7 @@ import {
 import { JetStreamPublisher, type Publisher } from "../queue/index.ts";
 
 import { type Logger, silentLogger } from "../util/index.ts";
-import { DEFAULT_STALE_QUEUED_MS, DEFAULT_SWEEP_INTERVAL_MS } from "./sweep.ts";
+import { DEFAULT_STALE_QUEUED_MS, DEFAULT_STALE_RUNNING_MS, DEFAULT_SWEEP_INTERVAL_MS } from "./sweep.ts";
 import { controllerMetrics, type ControllerMetrics } from "./metrics.ts";
 import { leaderWork, type LeaderState } from "./leading.ts";
 
@@ -51,6 +51,8 @@ export interface ControllerOptions {
   sweepIntervalMs?: number;
   /** @default DEFAULT_STALE_QUEUED_MS */
   staleQueuedMs?: number;
+  /** A Running PatchJob without a heartbeat this long (and without its message) is queued again. @default DEFAULT_STALE_RUNNING_MS */
+  staleRunningMs?: number;
   leaderElection?: {
     enabled: boolean;
     namespace: string;
@@ -112,6 +114,7 @@ export function parseControllerOptions(o: ControllerOptions): ResolvedController
     reconcileTimeoutMs: positive("reconcileTimeoutMs", o.reconcileTimeoutMs ?? DEFAULT_RECONCILE_TIMEOUT_MS),
     sweepIntervalMs: positive("sweepIntervalMs", o.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS),
     staleQueuedMs: positive("staleQueuedMs", o.staleQueuedMs ?? DEFAULT_STALE_QUEUED_MS, 0),
+    staleRunningMs: positive("staleRunningMs", o.staleRunningMs ?? DEFAULT_STALE_RUNNING_MS, 1000),
     ...(le
       ? {
           leaderElection: {

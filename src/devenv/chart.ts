@@ -4,7 +4,8 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { AppsV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { AppsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { ignoreConflict } from "../kube/index.ts";
 import type { Env } from "./env.ts";
 import type { ClusterImages } from "./cluster-images.ts";
 import { goBinary, REPO_ROOT } from "./tools.ts";
@@ -65,6 +66,16 @@ export async function installChart(
 ): Promise<{ release: string; namespace: string }> {
   const release = o.release ?? "vp";
   const namespace = o.namespace ?? "vuln-patcher";
+  const auth = env.nats?.auth;
+  if (auth) {
+    // The environment's NATS asks for a password: hand it to the chart as an admin would.
+    const core = env.kubeConfig().makeApiClient(CoreV1Api);
+    await ignoreConflict(core.createNamespace({ body: { metadata: { name: namespace } } }));
+    await core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: "env-nats-auth" }, stringData: { user: auth.user, password: auth.password } },
+    });
+  }
   await helm(env, [
     "install",
     release,
@@ -73,6 +84,7 @@ export async function installChart(
     namespace,
     "--create-namespace",
     ...envValues(env, images),
+    ...(auth ? ["--set", "nats.credentialsSecret=env-nats-auth"] : []),
     ...(o.extra ?? []),
   ]);
   await waitForDeployments(env.kubeConfig(), namespace);

@@ -6,10 +6,16 @@ import { defaultPolicy, loadCRDFile, ourCRDs, POLICY_PLURAL } from "../api/index
 import { CustomObjectsApi } from "@kubernetes/client-node";
 import { REPO_ROOT } from "./tools.ts";
 
-/** sbomscanner's VulnerabilityReport test CRD (a real install serves the kind from its own API server). */
+/**
+ * sbomscanner's VulnerabilityReport test CRD (a real install serves the kind from its own
+ * API server), and a minimal Registry CRD of our own (tenants' credentials).
+ */
 export function sbomscannerCRDs() {
   const dir = join(REPO_ROOT, "src", "devenv", "sbomscanner");
-  return [...loadCRDFile(join(dir, "storage.sbomscanner.kubewarden.io_vulnerabilityreports.yaml"))];
+  return [
+    ...loadCRDFile(join(dir, "storage.sbomscanner.kubewarden.io_vulnerabilityreports.yaml")),
+    ...loadCRDFile(join(dir, "registries.sbomscanner.kubewarden.io.yaml")),
+  ];
 }
 
 /**

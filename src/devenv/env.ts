@@ -32,6 +32,8 @@ export interface EnvOptions {
   controllerManager?: boolean;
   /** nats-server with JetStream. @default true */
   nats?: boolean;
+  /** NATS asks for a user and password (Env.nats.auth), as the chart's does. @default false */
+  natsAuth?: boolean;
   /** docker-registry over plain HTTP. @default true */
   registry?: boolean;
   /** buildkitd (and copa on hand). Needs the registry. @default false */
@@ -68,6 +70,8 @@ export interface AuthRegistry {
   dockerConfigJSON: string;
   vulnerable: string;
   vulnerableDigest: string;
+  /** Its storage directory (tests count manifest revisions, or change a blob behind its back). */
+  dataDir: string;
   component: Component;
 }
 
@@ -89,6 +93,8 @@ export interface Endpoints {
   vulnerableDigest?: string;
   /** The real node's name, when there is one (Pods run; `dev down` drains it first). */
   node?: string;
+  /** The registry that asks for a password, when there is one (its password included: keep the file private). */
+  authRegistry?: Omit<AuthRegistry, "component">;
   pids: Record<string, number>;
 }
 
@@ -182,6 +188,7 @@ export class Env implements AsyncDisposable {
       vulnerableImage: this.images?.vulnerable,
       vulnerableDigest: this.images?.vulnerableDigest,
       node: this.node?.name,
+      ...(this.authRegistry ? { authRegistry: (({ component: _c, ...a }) => a)(this.authRegistry) } : {}),
       pids,
     };
   }
@@ -229,6 +236,7 @@ export async function attachEnv(e: Endpoints, o: { nats?: boolean } = {}): Promi
       e.vulnerableImage && e.vulnerableDigest
         ? { vulnerable: e.vulnerableImage, vulnerableDigest: e.vulnerableDigest }
         : undefined,
+    ...(e.authRegistry ? { authRegistry: { ...e.authRegistry, component: undefined as never } } : {}),
   });
 }
 
@@ -262,7 +270,7 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
       cleanups.push(() => undoNodeHost(record));
       address = NODE_IP;
     }
-    const nats = (opts.nats ?? true) ? await natsServer(dir, address) : undefined;
+    const nats = (opts.nats ?? true) ? await natsServer(dir, address, { auth: !!opts.natsAuth }) : undefined;
     const registry =
       (opts.registry ?? true) || wantBuildkit || wantImages || opts.node
         ? await registryServer(dir, undefined, { address })
@@ -330,6 +338,7 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
         dockerConfigJSON: json,
         vulnerable: seeded.vulnerable,
         vulnerableDigest: seeded.vulnerableDigest,
+        dataDir: authReg.registry.dataDir,
         component: authReg.registry.component,
       };
     }

@@ -21,6 +21,12 @@ export interface CopaRequest {
   signal?: AbortSignal;
   /** Called as output arrives (for progress and heartbeats). */
   onOutput?: (line: string) => void;
+  /**
+   * This run's registry credentials (dockerconfigjson text): the PatchJob's tenant's,
+   * resolved by the worker. Handed to copa as DOCKER_CONFIG for this run only, never
+   * written where another run could read it. Absent: the executor's own, if any.
+   */
+  dockerConfig?: string;
   /** Where a Job runs, and what owns it (the PatchJob), for the kubernetes executor. */
   namespace?: string;
   owner?: { apiVersion: string; kind: string; name: string; uid: string };

@@ -54,10 +54,9 @@ test("kubernetes executor - the Job: argv, mounts, deadlines, owner, restricted 
     {
       kc: undefined as never,
       image: "ghcr.io/example/copa-runner:0.14.2",
-      registrySecret: "regcred",
       buildkitTLSSecret: "buildkit-client",
     },
-    request(),
+    { ...request(), dockerConfig: '{"auths":{"registry.example:5000":{"auth":"dTpw"}}}' },
     "team-a",
   );
   assert.equal(job.metadata?.name, jobName("my-pj-3"));
@@ -124,14 +123,35 @@ test("kubernetes executor - the Job: argv, mounts, deadlines, owner, restricted 
     "buildkit-certs": CERTS_DIR,
   });
   const vols = Object.fromEntries(pod.volumes!.map((v) => [v.name, v]));
+  // The run's own Secret (named like the Job, created with it): the tenant's credentials.
   assert.deepEqual(vols["docker-config"]?.secret, {
-    secretName: "regcred",
-    items: [{ key: ".dockerconfigjson", path: "config.json" }],
+    secretName: job.metadata?.name,
+    items: [{ key: "config.json", path: "config.json" }],
   });
   assert.equal(vols.manifest?.configMap?.name, job.metadata?.name);
   assert.equal(vols["buildkit-certs"]?.secret?.secretName, "buildkit-client");
   // No secret value anywhere in the Job: only references.
-  assert.doesNotMatch(JSON.stringify(job), /password|auth"/i);
+  assert.doesNotMatch(JSON.stringify(job), /password|auth"|dTpw/i);
+});
+
+test("kubernetes executor - without credentials of its own a run mounts none; the worker's TLS files go into the run's Secret", () => {
+  const bare = buildJob({ kc: undefined as never, image: "copa:1" }, request(), "team-a");
+  const c = bare.spec!.template.spec!.containers[0]!;
+  assert.deepEqual(c.env, [{ name: "HOME", value: "/tmp" }], "no DOCKER_CONFIG: copa runs anonymous");
+  const job = buildJob(
+    {
+      kc: undefined as never,
+      image: "copa:1",
+      buildkitTLSFiles: { caCert: "/c/ca", cert: "/c/crt", key: "/c/key" },
+    },
+    request(),
+    "team-a",
+  );
+  const certs = job.spec!.template.spec!.volumes!.find((v) => v.name === "buildkit-certs");
+  assert.deepEqual(certs?.secret, {
+    secretName: job.metadata?.name,
+    items: ["ca.crt", "tls.crt", "tls.key"].map((k) => ({ key: k, path: k })),
+  });
 });
 
 test("kubernetes executor - a Job outside its PatchJob's namespace has no owner (owners must be local) but says whose it is", () => {

@@ -1,11 +1,12 @@
 // The kubernetes executor: one batch/v1 Job per patch, running copa with an argv array,
-// the manifest from a ConfigMap, registry credentials from a dockerconfigjson Secret
-// (DOCKER_CONFIG), BuildKit's client certificates from a Secret, a deadline, no
+// the manifest from a ConfigMap, the run's own registry credentials (its tenant's) and
+// BuildKit's client certificates from a Secret of its own, owned by the Job, a deadline, no
 // retries of its own (retries are the worker's), an owner reference to the PatchJob,
 // and a restricted security context. The result comes from the Pod's termination
 // state (and the log tail when the kubelet can serve it).
 import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Job, type V1Pod } from "@kubernetes/client-node";
 import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CopaRun } from "./outcome.ts";
 import { safeFileName, type CopaRequest, type Executor } from "./executor.ts";
@@ -19,10 +20,14 @@ export interface KubernetesExecutorOptions {
   image: string;
   /** Where Jobs run; default the PatchJob's namespace. */
   namespace?: string;
-  /** dockerconfigjson Secret for pulls and pushes (mounted for DOCKER_CONFIG). */
-  registrySecret?: string;
-  /** Secret with ca.crt, tls.crt, tls.key for mTLS to BuildKit. */
+  /** Secret with ca.crt, tls.crt, tls.key for mTLS to BuildKit, in the Job namespace. */
   buildkitTLSSecret?: string;
+  /**
+   * Or: the worker's own BuildKit client files (paths), copied into each run's Secret, so
+   * the Job namespace needs no Secret of its own and the worker needs only `create`
+   * there (never `get`).
+   */
+  buildkitTLSFiles?: { caCert: string; cert: string; key: string };
   /** @default 3600 */
   ttlSecondsAfterFinished?: number;
   /** @default 2_000 */
@@ -68,10 +73,13 @@ export function buildJob(o: KubernetesExecutorOptions, req: CopaRequest, namespa
     mounts.push({ name: "manifest", mountPath: MANIFEST_DIR, readOnly: true } as (typeof mounts)[number]);
   }
   const env = [{ name: "HOME", value: "/tmp" }];
-  if (o.registrySecret) {
+  // This run's own Secret (created with the Job, owned by it): the tenant's registry
+  // credentials and the BuildKit client files.
+  const runSecret = runSecretKeys(o, req);
+  if (runSecret.docker) {
     volumes.push({
       name: "docker-config",
-      secret: { secretName: o.registrySecret, items: [{ key: ".dockerconfigjson", path: "config.json" }] },
+      secret: { secretName: name, items: [{ key: "config.json", path: "config.json" }] },
     });
     mounts.push({
       name: "docker-config",
@@ -80,7 +88,16 @@ export function buildJob(o: KubernetesExecutorOptions, req: CopaRequest, namespa
     } as (typeof mounts)[number]);
     env.push({ name: "DOCKER_CONFIG", value: DOCKER_CONFIG_DIR });
   }
-  if (o.buildkitTLSSecret) {
+  if (runSecret.tls) {
+    volumes.push({
+      name: "buildkit-certs",
+      secret: {
+        secretName: name,
+        items: ["ca.crt", "tls.crt", "tls.key"].map((k) => ({ key: k, path: k })),
+      },
+    });
+    mounts.push({ name: "buildkit-certs", mountPath: CERTS_DIR, readOnly: true } as (typeof mounts)[number]);
+  } else if (o.buildkitTLSSecret) {
     volumes.push({ name: "buildkit-certs", secret: { secretName: o.buildkitTLSSecret } });
     mounts.push({ name: "buildkit-certs", mountPath: CERTS_DIR, readOnly: true } as (typeof mounts)[number]);
   }
@@ -150,6 +167,26 @@ export function buildJob(o: KubernetesExecutorOptions, req: CopaRequest, namespa
   };
 }
 
+/** What goes into a run's own Secret. */
+function runSecretKeys(o: KubernetesExecutorOptions, req: CopaRequest): { docker: boolean; tls: boolean } {
+  return { docker: req.dockerConfig !== undefined, tls: !!o.buildkitTLSFiles };
+}
+
+async function runSecretData(
+  o: KubernetesExecutorOptions,
+  req: CopaRequest,
+): Promise<Record<string, string>> {
+  const data: Record<string, string> = {};
+  if (req.dockerConfig !== undefined) data["config.json"] = req.dockerConfig;
+  const f = o.buildkitTLSFiles;
+  if (f) {
+    data["ca.crt"] = await readFile(f.caCert, "utf8");
+    data["tls.crt"] = await readFile(f.cert, "utf8");
+    data["tls.key"] = await readFile(f.key, "utf8");
+  }
+  return data;
+}
+
 export function kubernetesExecutor(o: KubernetesExecutorOptions): Executor {
   const batch = o.kc.makeApiClient(BatchV1Api);
   const core = o.kc.makeApiClient(CoreV1Api);
@@ -171,6 +208,35 @@ export function kubernetesExecutor(o: KubernetesExecutorOptions): Executor {
           throw new Error(`cannot create Job ${namespace}/${name}: ${apiMessage(err)}`, { cause: err });
         created = await batch.readNamespacedJob({ namespace, name });
       }
+      const ownedByJob = [
+        { apiVersion: "batch/v1", kind: "Job", name, uid: created.metadata!.uid!, controller: true },
+      ];
+      const secret = runSecretKeys(o, req);
+      if (secret.docker || secret.tls)
+        // The Pod waits for it (the kubelet retries the mount); deleted with the Job.
+        await ignoreConflict(
+          core.createNamespacedSecret({
+            namespace,
+            body: {
+              metadata: {
+                name,
+                namespace,
+                labels: { "app.kubernetes.io/managed-by": "vuln-patcher" },
+                ownerReferences: ownedByJob,
+              },
+              type: "Opaque",
+              stringData: await runSecretData(o, req),
+            },
+          }),
+        ).catch(async (err: unknown) => {
+          // Without it the Pod would wait for ever: take the Job back.
+          await batch
+            .deleteNamespacedJob({ namespace, name, propagationPolicy: "Background" })
+            .catch(() => {});
+          throw new Error(`cannot create the run's Secret ${namespace}/${name}: ${apiMessage(err)}`, {
+            cause: err,
+          });
+        });
       if (req.manifest || req.manifests) {
         // Already there: the same attempt's, made before a redelivery.
         await ignoreConflict(

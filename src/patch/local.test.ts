@@ -51,3 +51,31 @@ test("local executor - a hung copa (SIMULATED) that ignores SIGTERM is killed wi
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("local executor - a run's credentials (SIMULATED copa that reports what it sees): its own DOCKER_CONFIG, private, gone afterwards", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "creds-copa-"));
+  try {
+    const script = join(dir, "copa");
+    // Prints the directory, the file's mode and content.
+    await writeFile(
+      script,
+      `#!/bin/sh\necho "dir=$DOCKER_CONFIG"\nstat -c 'mode=%a' "$DOCKER_CONFIG/config.json"\ncat "$DOCKER_CONFIG/config.json"\n`,
+      { mode: 0o755 },
+    );
+    const config = '{"auths":{"reg.a:5000":{"auth":"dGVhbS1hOnNlY3JldA=="}}}';
+    const run = await localExecutor({ copaPath: script, env: { DOCKER_CONFIG: "/the/workers/own" } }).run({
+      id: "creds-1",
+      args: () => ["patch"],
+      timeoutMs: 10_000,
+      dockerConfig: config,
+    });
+    assert.equal(run.exitCode, 0, run.outputTail);
+    const seen = /dir=(\S+)/.exec(run.outputTail)?.[1];
+    assert.ok(seen && seen !== "/the/workers/own", `a directory of the run's own: ${seen}`);
+    assert.match(run.outputTail, /mode=600/);
+    assert.ok(run.outputTail.includes(config));
+    await assert.rejects(readFile(join(seen!, "config.json")), "removed with the run");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

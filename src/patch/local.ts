@@ -43,7 +43,15 @@ export function localExecutor(options: LocalExecutorOptions = {}): Executor {
           for (const [file, m] of Object.entries(req.manifests))
             await writeFile(join(manifest, safeFileName(file)), JSON.stringify(m, null, 2));
         }
-        const run = await spawnCopa(opts, req, req.args({ manifest, vex }));
+        // This run's credentials in a directory only this process can read, removed with it.
+        let env = opts.env;
+        if (req.dockerConfig !== undefined) {
+          const docker = join(dir, "docker");
+          await mkdir(docker, { mode: 0o700 });
+          await writeFile(join(docker, "config.json"), req.dockerConfig, { mode: 0o600 });
+          env = { ...env, DOCKER_CONFIG: docker };
+        }
+        const run = await spawnCopa({ ...opts, ...(env ? { env } : {}) }, req, req.args({ manifest, vex }));
         if (vex) run.vex = await readFile(vex, "utf8").catch(() => undefined);
         return run;
       } finally {

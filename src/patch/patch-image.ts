@@ -48,6 +48,8 @@ export interface EngineInput {
   /** Where a Job runs, and what owns it (the PatchJob), for the kubernetes executor. */
   namespace?: string;
   owner?: { apiVersion: string; kind: string; name: string; uid: string };
+  /** The registry credentials copa uses for this run (dockerconfigjson text); `registry` carries the same. */
+  dockerConfig?: string;
 }
 
 export interface PatchImageInput extends EngineInput {
@@ -233,6 +235,7 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
     onOutput: input.onOutput,
     namespace: input.namespace,
     owner: input.owner,
+    ...(input.dockerConfig !== undefined ? { dockerConfig: input.dockerConfig } : {}),
     args: (paths) =>
       copaArgv({
         image: source,

@@ -369,6 +369,7 @@ export async function patchIndex(input: PatchIndexInput): Promise<PatchIndexResu
     onOutput: input.onOutput,
     namespace: input.namespace,
     owner: input.owner,
+    ...(input.dockerConfig !== undefined ? { dockerConfig: input.dockerConfig } : {}),
     args: (paths) =>
       copaArgv({
         image: source,

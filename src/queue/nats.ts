@@ -40,6 +40,8 @@ export interface NatsOptions {
   user?: string;
   pass?: string;
   token?: string;
+  /** A CA file (PEM) to check the server's TLS certificate against (NATS_CA); a tls:// URL. */
+  caFile?: string;
   log?: Logger;
 }
 
@@ -53,6 +55,7 @@ export async function connectNats(o: NatsOptions): Promise<NatsConnection> {
     waitOnFirstConnect: true,
     ...(o.user ? { user: o.user, pass: o.pass } : {}),
     ...(o.token ? { token: o.token } : {}),
+    ...(o.caFile ? { tls: { caFile: o.caFile } } : {}),
   };
   const nc = await connect(opts);
   if (o.log) {

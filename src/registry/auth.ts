@@ -51,18 +51,31 @@ export function credentialsFrom(map: Map<string, Credential>): CredentialLookup 
 
 /** $DOCKER_CONFIG/config.json, if present. */
 export function credentialsFromDockerConfigDir(dir = process.env.DOCKER_CONFIG): CredentialLookup {
-  if (!dir) return () => undefined;
-  try {
-    return credentialsFrom(parseDockerConfig(readFileSync(join(dir, "config.json"), "utf8")));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return () => undefined;
-    throw err;
-  }
+  return credentialsFrom(dockerConfigDirCredentials(dir));
 }
 
 /** dockerconfigjson text for one registry (what `vuln-patcher patch -u/-p` hands copa). */
 export function dockerConfigJSON(host: string, cred: Credential): string {
-  return JSON.stringify({
-    auths: { [host]: { auth: Buffer.from(`${cred.username}:${cred.password}`).toString("base64") } },
-  });
+  return dockerConfigText(new Map([[host, cred]]));
 }
+
+/** dockerconfigjson text for several registries (one run's credentials, handed to copa). */
+export function dockerConfigText(creds: ReadonlyMap<string, Credential>): string {
+  const auths: Record<string, { auth: string }> = {};
+  for (const [host, c] of creds)
+    auths[host] = { auth: Buffer.from(`${c.username}:${c.password}`).toString("base64") };
+  return JSON.stringify({ auths });
+}
+
+/** The credentials in $DOCKER_CONFIG/config.json, by host (empty when there is none). */
+export function dockerConfigDirCredentials(dir = process.env.DOCKER_CONFIG): Map<string, Credential> {
+  if (!dir) return new Map();
+  try {
+    return parseDockerConfig(readFileSync(join(dir, "config.json"), "utf8"));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return new Map();
+    throw err;
+  }
+}
+
+export { normaliseHost };

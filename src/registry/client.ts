@@ -91,6 +91,11 @@ export class RegistryClient {
     this.#opts = opts;
   }
 
+  /** The same client with other credentials (one tenant's), and tokens of its own. */
+  withCredentials(credentials: CredentialLookup): RegistryClient {
+    return new RegistryClient({ ...this.#opts, credentials });
+  }
+
   #base(host: string): string {
     const plain =
       /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(host) ||

@@ -4,7 +4,10 @@ export {
   type CredentialLookup,
   credentialsFrom,
   credentialsFromDockerConfigDir,
+  dockerConfigDirCredentials,
   dockerConfigJSON,
+  dockerConfigText,
+  normaliseHost,
   parseDockerConfig,
 } from "./auth.ts";
 export {

@@ -149,6 +149,33 @@ test("package db - a layer whose bytes do not have its digest is not used, and n
   assert.equal(db.packages.get("liblzma5"), "5.4.1-1+deb12u1", "the true content, read afresh");
 });
 
+test("package db - bytes that do not even decompress: their digest decides (BlobDigestMismatch), else CorruptLayer; both permanent", async () => {
+  const good = gzipSync(
+    tarOf(tarFile("var/lib/dpkg/status", STATUS), tarFile(`c-${Math.random()}`, "x".repeat(4096))),
+  );
+  const digest = "sha256:" + createHash("sha256").update(good).digest("hex");
+  const descriptor = { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest, size: good.length };
+  // One byte flipped near the end (the gzip check fails): other bytes than the digest's.
+  const flipped = Buffer.from(good);
+  flipped[flipped.length - 6]! ^= 0xff;
+  await assert.rejects(
+    readPackageDB({ blob: async () => Readable.from([flipped]) }, REF, [descriptor]),
+    (e: unknown) => e instanceof PatchError && e.reason === "BlobDigestMismatch" && !e.transient,
+  );
+  // Bytes that are what the digest says, and still not a gzip stream.
+  const broken = Buffer.from("this is not gzip at all");
+  const brokenDigest = "sha256:" + createHash("sha256").update(broken).digest("hex");
+  await assert.rejects(
+    readPackageDB({ blob: async () => Readable.from([broken]) }, REF, [
+      { ...descriptor, digest: brokenDigest, size: broken.length },
+    ]),
+    (e: unknown) =>
+      e instanceof PatchError &&
+      e.reason === "CorruptLayer" &&
+      /right digest but cannot be read/.test(e.message),
+  );
+});
+
 test("package db - bounded reads: a gzip bomb, a huge status file, a layer over its size fail with ImageTooLarge", async () => {
   const bomb = tarOf(
     tarFile(`zeros-${Math.random()}`, Buffer.alloc(40 * 1024 * 1024)),

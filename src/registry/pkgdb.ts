@@ -192,12 +192,40 @@ async function scanLayer(
     await readLayer(v.stream, scan, limits);
     await v.verified();
   } catch (err) {
-    v.abort(err as Error);
-    throw err instanceof LimitError ? limitFailure(err) : err;
+    throw await unreadable(v, layer, err);
   }
   scans.set(layer.digest, scan);
   if (scans.size > MAX_SCANS) scans.delete(scans.keys().next().value!);
   return scan;
+}
+
+/**
+ * Why a layer could not be read, as a permanent failure. Content that does not decompress
+ * or untar is first checked against its digest (the rest of it is read through the hash):
+ * other bytes than asked for are BlobDigestMismatch; the right bytes that are broken
+ * anyway are CorruptLayer.
+ */
+async function unreadable(
+  v: ReturnType<typeof verifiedLayer>,
+  layer: Descriptor,
+  err: unknown,
+): Promise<unknown> {
+  if (err instanceof LimitError || err instanceof PatchError) {
+    v.abort(err);
+    return err instanceof LimitError ? limitFailure(err) : err;
+  }
+  try {
+    await v.verified();
+  } catch (e) {
+    v.abort(e as Error);
+    return e instanceof LimitError ? limitFailure(e) : e;
+  }
+  v.abort(err as Error);
+  return new PatchError(
+    Reason.CorruptLayer,
+    `layer ${layer.digest} has the right digest but cannot be read: ${(err as Error).message}`,
+    { cause: err },
+  );
 }
 
 function limitFailure(err: LimitError): PatchError {

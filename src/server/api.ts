@@ -30,6 +30,8 @@ export interface ApiOptions {
   log?: Logger;
   /** SSE heartbeat. @default DEFAULT_HEARTBEAT_MS */
   heartbeatMs?: number;
+  /** How often an event stream's caller is authorised again. @default DEFAULT_RECHECK_MS */
+  recheckMs?: number;
 }
 
 export interface RunningApi {
@@ -89,7 +91,10 @@ export async function startApi(o: ApiOptions): Promise<RunningApi> {
     () => {},
     () => {},
   );
-  const hub = new EventHub(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {});
+  const hub = new EventHub({
+    ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}),
+    ...(o.recheckMs ? { recheckMs: o.recheckMs } : {}),
+  });
   patchJobs.on({
     add: (_k, pj) => hub.broadcast("ADDED", pj),
     update: (_k, pj) => hub.broadcast("MODIFIED", pj),

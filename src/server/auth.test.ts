@@ -1,7 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FakeClock } from "../kube/index.ts";
-import { bearerToken, cachingAuthenticator, type Access, type Caller, type Reviews } from "./auth.ts";
+import {
+  audienceAccepted,
+  bearerToken,
+  cachingAuthenticator,
+  type Access,
+  type Caller,
+  type Reviews,
+} from "./auth.ts";
 
 function fakeReviews(users: Record<string, Caller>, allow: (c: Caller, a: Access) => boolean) {
   const calls = { token: [] as string[], access: 0, audiences: [] as Array<string[] | undefined> };
@@ -70,4 +77,13 @@ test("auth - bearer tokens: the scheme is case-insensitive, anything else is no 
   assert.equal(bearerToken("bearer  abc "), "abc");
   for (const h of [undefined, "", "Basic YWxpY2U6cHc=", "Bearer", "Bearer a b", "Token abc"])
     assert.equal(bearerToken(h), undefined, String(h));
+});
+
+test("auth - a TokenReview asked for our audience must answer with it; an empty answer is the apiserver's own audience", () => {
+  assert.equal(audienceAccepted(["vuln-patcher"], ["vuln-patcher"]), true);
+  assert.equal(audienceAccepted(["vuln-patcher"], []), false);
+  assert.equal(audienceAccepted(["vuln-patcher"], undefined), false);
+  assert.equal(audienceAccepted(["vuln-patcher"], ["https://kubernetes.default.svc"]), false);
+  assert.equal(audienceAccepted(undefined, undefined), true, "no audience asked: the apiserver's own");
+  assert.equal(audienceAccepted([], ["x"]), true);
 });

@@ -39,6 +39,15 @@ export interface Reviews {
   accessReview(caller: Caller, access: Access): Promise<boolean>;
 }
 
+/**
+ * A TokenReview asked for audiences must answer with one of them: an empty
+ * status.audiences means "valid for the apiserver's own audience" (an apiserver that does
+ * not know audiences answers so), which is not ours.
+ */
+export function audienceAccepted(requested: string[] | undefined, answered: string[] | undefined): boolean {
+  return !requested?.length || (answered ?? []).some((a) => requested.includes(a));
+}
+
 export function kubeReviews(kc: KubeConfig): Reviews {
   const authn = kc.makeApiClient(AuthenticationV1Api);
   const authz = kc.makeApiClient(AuthorizationV1Api);
@@ -51,7 +60,8 @@ export function kubeReviews(kc: KubeConfig): Reviews {
           spec: { token, ...(audiences ? { audiences } : {}) },
         },
       });
-      const u = r.status?.authenticated ? r.status.user : undefined;
+      const ok = r.status?.authenticated && audienceAccepted(audiences, r.status.audiences);
+      const u = ok ? r.status?.user : undefined;
       return u?.username
         ? {
             username: u.username,
@@ -132,8 +142,36 @@ export function cachingAuthenticator(reviews: Reviews, o: AuthenticatorOptions =
   };
 }
 
+/**
+ * The audience the API's tokens must carry (`kubectl create token NAME --audience
+ * vuln-patcher`): a token made for the API is refused by the apiserver (whose audience it
+ * is not), and the apiserver's own tokens (a Pod's, say) are refused here.
+ */
+export const DEFAULT_TOKEN_AUDIENCE = "vuln-patcher";
+
 export function kubeAuthenticator(kc: KubeConfig, audiences?: string[]): Authenticator {
-  return cachingAuthenticator(kubeReviews(kc), audiences ? { audiences } : {});
+  return cachingAuthenticator(kubeReviews(kc), audiences?.length ? { audiences } : {});
+}
+
+/** The audiences for a --token-audience flag: the default, or none when given "". */
+export function tokenAudiences(flag: string | undefined): string[] {
+  const a = flag ?? DEFAULT_TOKEN_AUDIENCE;
+  return a ? [a] : [];
+}
+
+/**
+ * When a JWT expires (its `exp`), read without checking the signature: the TokenReview
+ * already vouched for it; this only says when to look again. Undefined for other tokens.
+ */
+export function tokenExpiry(token: string): Date | undefined {
+  const payload = token.split(".")[1];
+  if (!payload) return undefined;
+  try {
+    const exp = (JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as { exp?: unknown }).exp;
+    return typeof exp === "number" && Number.isFinite(exp) ? new Date(exp * 1000) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The bearer token of a request, if it carries one. */

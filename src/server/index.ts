@@ -1,3 +1,10 @@
 // The HTTP API and the web UI: Kubernetes tokens, each call checked by RBAC.
 export { startApi, type ApiOptions, type RunningApi } from "./api.ts";
-export { kubeAuthenticator, type Authenticator, type Caller } from "./auth.ts";
+export {
+  DEFAULT_TOKEN_AUDIENCE,
+  kubeAuthenticator,
+  tokenAudiences,
+  tokenExpiry,
+  type Authenticator,
+  type Caller,
+} from "./auth.ts";

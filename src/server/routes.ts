@@ -18,7 +18,7 @@ import { apiMessage, ignoreConflict, isConflict, type PatchJobClient, type Store
 
 import type { Logger } from "../util/index.ts";
 import { adhocSpec } from "./adhoc.ts";
-import { bearerToken, type Access, type Authenticator, type Caller } from "./auth.ts";
+import { bearerToken, tokenExpiry, type Access, type Authenticator, type Caller } from "./auth.ts";
 import { API_PATHS, pathPattern } from "./paths.ts";
 import { HttpError, json, readJSON } from "./respond.ts";
 import type { Tenancy } from "../controller/index.ts";
@@ -172,8 +172,15 @@ const cancelPatchJob: Handler = async (c, req, res, { ns, name }) => {
 const events: Handler = async (c, req, res, { ns }) => {
   let gone = false;
   res.on("close", () => (gone = true));
+  const token = bearerToken(req.headers.authorization) ?? "";
   await authorize(c, await caller(c, req), pj("watch", ns));
-  if (!gone) c.hub.subscribe(ns, res);
+  const expiresAt = tokenExpiry(token);
+  // Asked again while the stream lasts: a revoked token or a removed RoleBinding ends it.
+  const recheck = async () => {
+    const who = await c.auth.authenticate(token);
+    return !!who && (await c.auth.allowed(who, pj("watch", ns)));
+  };
+  if (!gone) c.hub.subscribe(ns, res, { recheck, ...(expiresAt ? { expiresAt } : {}) });
 };
 
 const HANDLERS: Record<(typeof API_PATHS)[number][1], Partial<Record<string, Handler>>> = {

@@ -43,7 +43,7 @@ export const UI_HTML = `<!doctype html>
   <label>Namespace <input id="namespace" value="default" required pattern="[a-z0-9]([-a-z0-9]*[a-z0-9])?"></label>
   <button type="submit">Load</button>
 </form>
-<p id="status" role="status" aria-live="polite" class="muted">Paste a token (kubectl create token &lt;serviceaccount&gt;) and load a namespace.</p>
+<p id="status" role="status" aria-live="polite" class="muted">Paste a token (kubectl create token &lt;serviceaccount&gt; --audience vuln-patcher) and load a namespace.</p>
 
 <h2 id="images-h">Images and their reports</h2>
 <table aria-labelledby="images-h">
@@ -187,6 +187,11 @@ async function follow(ns) {
         const data = frame.split("\\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\\n");
         if (!data) continue;
         const ev = JSON.parse(data);
+        if (frame.startsWith("event: end")) {
+          // The server ended the stream: the token expired or its rights are gone.
+          fatal = true;
+          throw new Error(ev.reason === "TokenExpired" ? "the token expired; paste a new one" : "this token may no longer watch here");
+        }
         if (ev.type === "DELETED") state.jobs.delete(ev.object.name);
         else state.jobs.set(ev.object.name, ev.object);
         renderJobs();

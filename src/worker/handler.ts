@@ -9,9 +9,13 @@ import {
   type HandlerResult,
 } from "../queue/index.ts";
 import type { EventRecorder, PatchJobClient } from "../kube/index.ts";
+import type { PatchJob } from "../api/index.ts";
 
+import { credentialsFrom, dockerConfigText } from "../registry/index.ts";
 import { type Logger, silentLogger } from "../util/index.ts";
 import { claim } from "./claim.ts";
+import { describeCredentials, explainDenied, type TenantCredentials } from "./credentials.ts";
+import { DEFAULT_HEARTBEAT_MS, startHeartbeat } from "./heartbeat.ts";
 import { recordExhausted, recordFailure } from "./failure.ts";
 import { record, type RecordDeps } from "./record.ts";
 import { runAttempt, type EngineDeps } from "./run.ts";
@@ -34,6 +38,13 @@ export interface WorkerDeps extends EngineDeps, RecordDeps {
   log?: Logger;
   onOutcome?: (outcome: HandlerOutcome, seconds: number) => void;
   onInFlight?: (delta: number) => void;
+  /**
+   * The PatchJob's tenant's registry credentials (src/worker/credentials.ts). Absent:
+   * the engine's own `registry` and the executor's environment (tests of the engine).
+   */
+  credentials?: (pj: PatchJob) => Promise<TenantCredentials>;
+  /** How often a running patch writes status.heartbeatTime. @default DEFAULT_HEARTBEAT_MS */
+  heartbeatMs?: number;
 }
 
 const ACK: HandlerResult = { kind: "ack" };
@@ -71,11 +82,31 @@ export function patchHandler(deps: WorkerDeps): Handler {
     }
     const pj = c.pj;
     deps.onInFlight?.(1);
+    let creds: TenantCredentials | undefined;
+    const heartbeat = startHeartbeat(
+      deps.client,
+      pj,
+      deps.identity,
+      deps.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+      log,
+    );
     try {
-      const result = await runAttempt(deps, { pj, signal, working: d.working, log });
+      creds = await deps.credentials?.(pj);
+      if (creds) log.info({ credentials: describeCredentials(creds) }, "registry credentials");
+      // This attempt reads and pushes with its tenant's credentials, and nothing else.
+      const engine = creds
+        ? {
+            ...deps,
+            registry: deps.registry.withCredentials(credentialsFrom(creds.creds)),
+            dockerConfig: dockerConfigText(creds.creds),
+          }
+        : deps;
+      const result = await runAttempt(engine, { pj, signal, working: d.working, log });
+      heartbeat.stop();
       outcome(await record(deps, pj, result, log));
       return ACK;
     } catch (err) {
+      heartbeat.stop();
       if (signal.aborted) {
         // This worker is stopping: the patch is left for another worker (redelivered at
         // once), as after a crash; nothing is recorded as failed.
@@ -83,10 +114,11 @@ export function patchHandler(deps: WorkerDeps): Handler {
         outcome("released");
         return { kind: "retry", delayMs: 0 };
       }
-      const f = await recordFailure(deps, pj, err, d, log);
+      const f = await recordFailure(deps, pj, explainDenied(err, pj, creds), d, log);
       outcome(f.outcome);
       return f.result;
     } finally {
+      heartbeat.stop();
       deps.onInFlight?.(-1);
     }
   }

@@ -6,11 +6,18 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { consume, type ConsumerOptions, ensureConsumer } from "../queue/index.ts";
 import { eventRecorder, patchJobClient } from "../kube/index.ts";
 import type { Executor } from "../patch/index.ts";
-import type { RegistryClient } from "../registry/index.ts";
+import type { Credential, RegistryClient } from "../registry/index.ts";
 
 import { type Logger, silentLogger } from "../util/index.ts";
 import { HANDLER_OUTCOMES, patchHandler } from "./handler.ts";
 import { vexWriter } from "./vex.ts";
+import {
+  chooseCredentials,
+  hostsOf,
+  kubeSourceReader,
+  loadSources,
+  type SourceReader,
+} from "./credentials.ts";
 
 export interface WorkerOptions {
   kc: KubeConfig;
@@ -21,6 +28,13 @@ export interface WorkerOptions {
   tls?: { caCert: string; cert: string; key: string };
   identity: string;
   consumer?: ConsumerOptions;
+  /**
+   * The workers' own registry credentials, by host: used for a PatchJob only where a
+   * TenantGrant gives its namespace globalCredentials. @default none
+   */
+  globalCredentials?: ReadonlyMap<string, Credential>;
+  /** Where a tenant's credentials are read. @default the cluster (Secrets, PatchPolicies, sbomscanner Registries) */
+  credentialSources?: SourceReader;
   log?: Logger;
 }
 
@@ -91,6 +105,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     registers: [registry],
   });
   await ensureConsumer(o.nc, o.consumer);
+  const sources = o.credentialSources ?? kubeSourceReader(o.kc);
+  const global = o.globalCredentials ?? new Map<string, Credential>();
   let ready = true;
   let running = 0;
   const handler = patchHandler({
@@ -102,6 +118,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     tls: o.tls,
     identity: o.identity,
     saveVex: vexWriter(o.kc),
+    credentials: async (pj) => {
+      const hosts = hostsOf(pj);
+      return chooseCredentials(hosts, await loadSources(pj, hosts, sources, global));
+    },
     log,
     onOutcome: (outcome, seconds) => {
       patches.inc({ outcome });

@@ -14,6 +14,8 @@ export interface EngineDeps {
   registry: RegistryClient;
   buildkitAddr: string;
   tls?: { caCert: string; cert: string; key: string };
+  /** The attempt's registry credentials for copa (dockerconfigjson text). */
+  dockerConfig?: string;
 }
 
 export interface Attempt {
@@ -55,6 +57,7 @@ export async function runAttempt(d: EngineDeps, a: Attempt): Promise<RunResult> 
     onOutput: () => a.working(),
     namespace: pj.metadata.namespace,
     owner: { apiVersion: pj.apiVersion, kind: pj.kind, name: pj.metadata.name, uid: pj.metadata.uid! },
+    ...(d.dockerConfig !== undefined ? { dockerConfig: d.dockerConfig } : {}),
   };
   if (image.platform === "all") {
     if (spec.dryRun)

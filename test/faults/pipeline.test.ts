@@ -6,6 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -245,9 +246,10 @@ test("faults - registry credentials: the patch succeeds through the auth registr
   assert.equal(argvLeaks, 0, `no process argv held the password (${samples} samples of ps)`);
   // The Job the kubernetes executor would run for it: only a Secret reference (server-side dry run).
   const job = buildJob(
-    { kc, image: "vuln-patcher/copa-runner:test", registrySecret: "registry-credentials" },
+    { kc, image: "vuln-patcher/copa-runner:test" },
     {
       id: "with-credentials-1",
+      dockerConfig: readFileSync(join(env.authRegistry!.dockerConfigDir, "config.json"), "utf8"),
       namespace: NS,
       timeoutMs: 600_000,
       manifest: {
@@ -273,8 +275,8 @@ test("faults - registry credentials: the patch succeeds through the auth registr
   const secretVolumes = (created.spec?.template.spec?.volumes ?? []).filter((v) => v.secret);
   assert.deepEqual(
     secretVolumes.map((v) => v.secret!.secretName),
-    ["registry-credentials"],
-    "credentials reach the Job only as a Secret reference",
+    [job.metadata!.name],
+    "credentials reach the Job only as a reference to the run's own Secret",
   );
   await assertNothingLeft();
   reportFault(t, {

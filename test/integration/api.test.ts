@@ -12,7 +12,7 @@ import { waitFor } from "../../src/devenv/wait.ts";
 import { type RunningServer, startHttpServer } from "../../src/util/index.ts";
 import { startApi, type RunningApi } from "../../src/server/api.ts";
 import { API_PATHS } from "../../src/server/paths.ts";
-import { kubeAuthenticator } from "../../src/server/auth.ts";
+import { cachingAuthenticator, DEFAULT_TOKEN_AUDIENCE, kubeReviews } from "../../src/server/auth.ts";
 import { getPatchJob } from "../../test/support/patchjobs.ts";
 
 let NS: string;
@@ -24,6 +24,8 @@ const tokens: Record<string, string> = {};
 async function serviceAccount(
   name: string,
   rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>,
+  /** "" for a token of the apiserver's own audience. */
+  audience = DEFAULT_TOKEN_AUDIENCE,
 ) {
   const kc = env.kubeConfig();
   const core = kc.makeApiClient(CoreV1Api);
@@ -41,7 +43,7 @@ async function serviceAccount(
   const tr = await core.createNamespacedServiceAccountToken({
     namespace: NS,
     name,
-    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+    body: { spec: { audiences: audience ? [audience] : [], expirationSeconds: 3600 } },
   });
   return tr.status!.token!;
 }
@@ -74,7 +76,23 @@ before(async () => {
   );
   // Tags of library/debian no report names (to cancel, to stream): an administrator's grant.
   await installGrant(env, NS, { sources: ["127\\.0\\.0\\.1:5000/library/debian"] });
-  api = await startApi({ kc, auth: kubeAuthenticator(kc), heartbeatMs: 500 });
+  tokens.watcher = await serviceAccount("watcher", [
+    { apiGroups: ["vulnpatcher.io"], resources: ["patchjobs"], verbs: ["watch"] },
+  ]);
+  // The same viewer's rights, in a token made for the apiserver, not for the API.
+  tokens.apiserverAudience = await serviceAccount(
+    "apiserver-token",
+    [{ apiGroups: ["vulnpatcher.io"], resources: ["patchjobs"], verbs: ["get", "list", "watch"] }],
+    "",
+  );
+  // As the CLI's (the default audience); answers cached 0.5 s and streams checked every
+  // 0.5 s, so that a revoked right shows within the test.
+  api = await startApi({
+    kc,
+    auth: cachingAuthenticator(kubeReviews(kc), { audiences: [DEFAULT_TOKEN_AUDIENCE], ttlMs: 500 }),
+    heartbeatMs: 500,
+    recheckMs: 500,
+  });
   await api.synced;
   http = await startHttpServer({ listen: "127.0.0.1:0", routes: api.routes });
   // The report reaches the API's cache.
@@ -262,6 +280,26 @@ test("api - cancel a queued PatchJob: Cancelled, reason Cancelled, by whom; agai
   const again = await call("POST", `/api/v1/namespaces/${NS}/patchjobs/${name}/cancel`, tokens.patcher);
   assert.equal(again.status, 409);
   assert.match(String(again.body.error), /is Cancelled/);
+});
+
+test("api - tokens are checked with the API's audience: one made for the apiserver is refused (401)", async () => {
+  const r = await call("GET", `/api/v1/namespaces/${NS}/patchjobs`, tokens.apiserverAudience);
+  assert.equal(r.status, 401, JSON.stringify(r.body));
+  assert.equal((await call("GET", `/api/v1/namespaces/${NS}/patchjobs`, tokens.viewer)).status, 200);
+});
+
+test("api - an event stream ends once its caller may no longer watch (RoleBinding removed)", async () => {
+  const res = await fetch(`${http.url}/api/v1/namespaces/${NS}/events`, {
+    headers: { authorization: `Bearer ${tokens.watcher}` },
+  });
+  assert.equal(res.status, 200);
+  const body = res.text(); // resolves when the server ends the stream
+  await env
+    .kubeConfig()
+    .makeApiClient(RbacAuthorizationV1Api)
+    .deleteNamespacedRoleBinding({ namespace: NS, name: "watcher" });
+  // The body resolves only when the server ends the stream.
+  assert.match(await body, /event: end\ndata: \{"reason":"Unauthorized"\}/);
 });
 
 test("api - the event stream sends each PatchJob change to a caller allowed to watch", async () => {

@@ -4,21 +4,22 @@
 // installed for real, with a patch through its Pods, is test/cluster/cluster.test.ts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
-import { readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseAllDocuments } from "yaml";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { defaultPolicy } from "../../src/api/index.ts";
 import { loadKubeConfig, statusCode } from "../../src/kube/index.ts";
-import { goBinary, ensureGoTools, REPO_ROOT, type Env } from "../../src/devenv/index.ts";
+import { REPO_ROOT } from "../../src/devenv/index.ts";
 import { testEnv } from "../support/shared.ts";
 import { createNamespace } from "../../src/devenv/kube.ts";
+import {
+  CHART,
+  type Doc,
+  helm,
+  kubectl as kubectlAs,
+  renderChart,
+  serviceAccountKubeconfig,
+} from "../support/chart.ts";
 
-const run = promisify(execFile);
-const CHART = join(REPO_ROOT, "charts", "vuln-patcher");
 const VALUES = join(REPO_ROOT, "test", "fixtures", "chart-values");
 const NS = "vuln-patcher";
 const SETS: Record<string, string[]> = {
@@ -29,25 +30,7 @@ const SETS: Record<string, string[]> = {
   "multi-arch": ["-f", join(VALUES, "multi-arch.yaml")],
 };
 
-type Doc = {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string };
-  [k: string]: any;
-};
-
-async function helm(args: string[]): Promise<string> {
-  await ensureGoTools(["helm"]);
-  const { stdout } = await run(goBinary("helm"), args, { maxBuffer: 32 * 1024 * 1024 });
-  return stdout;
-}
-
-async function render(set: string): Promise<Doc[]> {
-  const out = await helm(["template", "vp", CHART, "--namespace", NS, "--include-crds", ...SETS[set]!]);
-  return parseAllDocuments(out)
-    .map((d) => d.toJS() as Doc)
-    .filter(Boolean);
-}
+const render = (set: string) => renderChart("vp", NS, SETS[set]!);
 
 const find = (docs: Doc[], kind: string, suffix: string) =>
   docs.find((d) => d.kind === kind && d.metadata.name.endsWith(suffix));
@@ -85,7 +68,22 @@ test("chart - what each value set renders", async () => {
   const args: string[] = worker.spec.template.spec.containers[0].args;
   assert.ok(args.includes("--executor=kubernetes"));
   assert.ok(args.includes(`--buildkit-addr=tcp://vp-vuln-patcher-buildkit.${NS}.svc:1234`));
-  assert.ok(args.includes("--buildkit-tls-secret=vp-vuln-patcher-buildkit-client"));
+  // The worker's own client certificate, copied into each copa Job's Secret.
+  assert.ok(args.includes("--buildkit-ca=/certs/ca.crt"));
+  assert.ok(args.includes(`--job-namespace=${NS}-copa`));
+  const jobsNs = find(def, "Namespace", `${NS}-copa`)!;
+  assert.equal(
+    jobsNs.metadata.labels?.["pod-security.kubernetes.io/enforce"],
+    "restricted",
+    "copa Jobs run where Pod Security Admission enforces restricted",
+  );
+  // No cluster-wide ConfigMap or Secret rights, for any component.
+  for (const cr of def.filter((d) => d.kind === "ClusterRole"))
+    for (const r of cr.rules as Array<{ resources: string[] }>)
+      assert.ok(
+        !r.resources.some((x) => x === "configmaps" || x === "secrets"),
+        `${cr.metadata.name}: ${JSON.stringify(r)}`,
+      );
   assert.ok(
     find(def, "Secret", "-buildkit-server") && find(def, "Secret", "-buildkit-client"),
     "generated mTLS certificates",
@@ -106,11 +104,13 @@ test("chart - what each value set renders", async () => {
   assert.match(toml, /\[registry\."docker\.io"\]\s+mirrors = \["registry\.internal:5000"\]/);
   assert.match(toml, /\[registry\."ghcr\.io"\]\s+mirrors = \["registry\.internal:5000"\]/);
   assert.match(toml, /\[registry\."registry\.internal:5000"\]\s+http = true/);
-  assert.ok(
-    find(air, "Deployment", "-worker")!.spec.template.spec.containers[0].args.includes(
-      "--registry-secret=internal-registry-auth",
-    ),
+  // The workers' own credentials: mounted for the worker (lent only where a TenantGrant says).
+  const airWorker = find(air, "Deployment", "-worker")!.spec.template.spec;
+  assert.equal(
+    airWorker.volumes.find((v: { name: string }) => v.name === "docker-config")?.secret.secretName,
+    "internal-registry-auth",
   );
+  assert.ok(!airWorker.containers[0].args.some((a: string) => a.startsWith("--registry-secret")));
 
   const off = await render("tls-off");
   assert.equal(find(off, "Secret", "-buildkit-server"), undefined);
@@ -176,57 +176,14 @@ test("chart - what each value set renders", async () => {
 });
 
 /** A kubeconfig for a ServiceAccount, with a real token from the TokenRequest API. */
-async function serviceAccountKubeconfig(env: Env, name: string): Promise<string> {
-  const core = env.kubeConfig().makeApiClient(CoreV1Api);
-  const tr = await core.createNamespacedServiceAccountToken({
-    namespace: NS,
-    name,
-    body: { spec: { audiences: [], expirationSeconds: 3600 } },
-  });
-  const ca = readFileSync(env.controlPlane!.caCert).toString("base64");
-  const file = join(env.dir, `${name}.kubeconfig`);
-  await writeFile(
-    file,
-    [
-      "apiVersion: v1",
-      "kind: Config",
-      "clusters:",
-      "- name: c",
-      "  cluster:",
-      `    server: ${env.controlPlane!.server}`,
-      `    certificate-authority-data: ${ca}`,
-      "users:",
-      `- name: ${name}`,
-      "  user:",
-      `    token: ${tr.status!.token}`,
-      "contexts:",
-      "- name: c",
-      "  context:",
-      "    cluster: c",
-      `    user: ${name}`,
-      "current-context: c",
-      "",
-    ].join("\n"),
-    { mode: 0o600 },
-  );
-  return file;
-}
-
 test("chart - rendered manifests pass a server-side dry run; as the chart's ServiceAccounts, the controller and worker are denied what their rules do not grant", async () => {
   // Their whole job with this RBAC runs in Pods in test/cluster (the chart installed on a real node).
   await using env = await testEnv({ nats: false });
   const kc = env.kubeConfig();
   await createNamespace(kc, NS);
-  const kubectl = (args: string[], input?: string) =>
-    new Promise<string>((resolve, reject) => {
-      const p = execFile(
-        goBinary("kubectl"),
-        ["--kubeconfig", env.kubeconfig, ...args],
-        { maxBuffer: 32 * 1024 * 1024 },
-        (err, stdout, stderr) => (err ? reject(new Error(`${stderr}`)) : resolve(stdout)),
-      );
-      if (input !== undefined) p.stdin!.end(input);
-    });
+  // The chart makes the Job namespace; a dry run cannot put a Role into it before it exists.
+  await createNamespace(kc, `${NS}-copa`);
+  const kubectl = (args: string[], input?: string) => kubectlAs(env, args, input);
   // CRDs first (a dry run cannot create objects of a kind that does not exist yet).
   const crdDoc = (await render("default")).filter((d) => d.kind === "CustomResourceDefinition");
   await kubectl(["apply", "--server-side", "-f", "-"], crdDoc.map((d) => JSON.stringify(d)).join("\n"));
@@ -247,6 +204,7 @@ test("chart - rendered manifests pass a server-side dry run; as the chart's Serv
     "--for=condition=Established",
     "crd/patchjobs.vulnpatcher.io",
     "crd/patchpolicies.vulnpatcher.io",
+    "crd/tenantgrants.vulnpatcher.io",
     "crd/vulnerabilityreports.storage.sbomscanner.kubewarden.io",
   ]);
   for (const set of Object.keys(SETS)) {
@@ -263,15 +221,17 @@ test("chart - rendered manifests pass a server-side dry run; as the chart's Serv
 
   // The real RBAC objects, then the two components on their ServiceAccounts' tokens.
   const rbac = (await render("default")).filter((d) =>
-    ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(d.kind),
+    ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(
+      d.kind,
+    ),
   );
   await kubectl(["apply", "--server-side", "-f", "-"], rbac.map((d) => JSON.stringify(d)).join("\n"));
   // And the chart's default PatchPolicy: without a policy nothing is patched.
   const policies = (await render("default")).filter((d) => d.kind === "PatchPolicy");
   assert.equal(policies.length, 1);
   await kubectl(["apply", "--server-side", "-f", "-"], policies.map((d) => JSON.stringify(d)).join("\n"));
-  const ctlKc = await serviceAccountKubeconfig(env, "vp-vuln-patcher-controller");
-  const wrkKc = await serviceAccountKubeconfig(env, "vp-vuln-patcher-worker");
+  const ctlKc = await serviceAccountKubeconfig(env, NS, "vp-vuln-patcher-controller");
+  const wrkKc = await serviceAccountKubeconfig(env, NS, "vp-vuln-patcher-worker");
   const apps = "apps";
   await createNamespace(kc, apps);
   // Outside their rules: denied.

@@ -71,7 +71,8 @@ before(async () => {
     await core.createNamespacedServiceAccountToken({
       namespace: NS,
       name: "alice",
-      body: { spec: { audiences: [], expirationSeconds: 3600 } },
+      // Made for the API (the controller's --api asks for this audience).
+      body: { spec: { audiences: ["vuln-patcher"], expirationSeconds: 3600 } },
     })
   ).status!.token!;
   await reportsApi(kc).create(await honestReportForImage(IMAGE, "bookworm", NS));

@@ -28,6 +28,8 @@ import { testRegistryClient } from "../../src/devenv/registry.ts";
 
 const run = promisify(execFile);
 const NS = "vuln-patcher";
+/** Where the chart runs copa Jobs: apart from BuildKit, Pod Security Admission "restricted". */
+const JOBS = `${NS}-copa`;
 const APPS = "default";
 
 let env: Env;
@@ -38,7 +40,8 @@ const timings: Record<string, string> = {};
 before(async () => {
   hostBefore = await hostState("/nonexistent-vuln-patcher-env");
   const t0 = Date.now();
-  env = await setup({ node: true, buildkit: true });
+  // NATS asks for a password, as the chart's own does: the Pods log in with the Secret's.
+  env = await setup({ node: true, buildkit: true, natsAuth: true });
   timings["environment up (node Ready after)"] =
     `${((Date.now() - t0) / 1000).toFixed(1)} s (${(env.node!.readyMs / 1000).toFixed(1)} s)`;
 });
@@ -54,11 +57,11 @@ async function kubectl(args: string[]): Promise<string> {
   return stdout;
 }
 
-async function pods(selector?: string): Promise<V1Pod[]> {
+async function pods(selector?: string, namespace = NS): Promise<V1Pod[]> {
   const list = await env
     .kubeConfig()
     .makeApiClient(CoreV1Api)
-    .listNamespacedPod({ namespace: NS, ...(selector ? { labelSelector: selector } : {}) });
+    .listNamespacedPod({ namespace, ...(selector ? { labelSelector: selector } : {}) });
   return list.items.filter((p) => !p.metadata?.deletionTimestamp);
 }
 
@@ -67,7 +70,7 @@ async function jobsFor(patchJob: string): Promise<string[]> {
   const jobs = await env
     .kubeConfig()
     .makeApiClient(BatchV1Api)
-    .listNamespacedJob({ namespace: NS, labelSelector: `vulnpatcher.io/patchjob=${patchJob}` });
+    .listNamespacedJob({ namespace: JOBS, labelSelector: `vulnpatcher.io/patchjob=${patchJob}` });
   return jobs.items.map((j) => j.metadata!.name!);
 }
 
@@ -126,7 +129,10 @@ test("cluster - node Ready; images built by BuildKit from the Dockerfiles; helm 
 
   await installCRDs(env.kubeConfig(), sbomscannerCRDs());
   const t2 = Date.now();
-  await installChart(env, images, { extra: ["--set", "worker.ackWait=20s"] });
+  // "default" is a tenant namespace: the worker may keep VEX ConfigMaps and read Secrets there.
+  await installChart(env, images, {
+    extra: ["--set", "worker.ackWait=20s", "--set", `worker.namespaces[0]=${APPS}`],
+  });
   timings["helm install -> every Pod Ready"] = `${((Date.now() - t2) / 1000).toFixed(1)} s`;
   const running = await pods();
   const components = running.map((p) => p.metadata!.labels!["app.kubernetes.io/component"]).sort();
@@ -208,7 +214,7 @@ test("cluster - report -> controller Pod -> NATS -> worker Pod -> copa Job Pod -
 
   const jobs = await jobsFor("bookworm");
   assert.equal(jobs.length, 1, `one Job: ${jobs.join(", ")}`);
-  const logs = await kubectl(["-n", NS, "logs", `job/${jobs[0]}`]);
+  const logs = await kubectl(["-n", JOBS, "logs", `job/${jobs[0]}`]);
   assert.match(logs, /Patched image/, "copa's output, read from the kubelet through the apiserver");
   t.diagnostic(JSON.stringify(timings));
 });
@@ -238,7 +244,7 @@ test("cluster - the worker Pod deleted mid-patch (grace 0): exactly one patched 
     async () => {
       const [name] = await jobsFor("bookworm-2");
       if (!name) return undefined;
-      const [pod] = await pods(`job-name=${name}`);
+      const [pod] = await pods(`job-name=${name}`, JOBS);
       return pod?.status?.phase === "Running" ? pod : undefined;
     },
     300_000,

@@ -16,7 +16,8 @@ export const SHARED_ENV_VAR = "VP_SHARED_ENV";
 
 /** What the shared environment runs: everything the integration files need. */
 export function sharedEnvOptions(): EnvOptions {
-  return { buildkit: true };
+  // A registry that asks for a password too: tenants with credentials of their own.
+  return { buildkit: true, authRegistry: true };
 }
 
 export function writeSharedEnv(file: string, env: Env): void {

@@ -1,0 +1,158 @@
+// P7: patterns made to backtrack, against 10,000-character names. Two measures:
+// - the decision itself (choosePolicy + decideReport, as the report reconciler runs it)
+//   for a report whose tag and repository are 10,000 characters: the slowest of many;
+// - a real controller (the CLI) with those policies, deciding reports whose tags are the
+//   longest valid ones, while /healthz is asked every 20 ms: the slowest answer.
+import { CustomObjectsApi } from "@kubernetes/client-node";
+import {
+  defaultPolicy,
+  parseReport,
+  patchJobSpecSchema,
+  POLICY_PLURAL,
+  type PatchPolicy,
+} from "../src/api/index.ts";
+import {
+  choosePolicy,
+  compilePolicy,
+  decideReport,
+  reportFacts,
+  type ReportSummary,
+} from "../src/decide/index.ts";
+import { freePort, setup } from "../src/devenv/index.ts";
+import { installAllCRDs } from "../src/devenv/crds.ts";
+import { createNamespace, reportsApi } from "../src/devenv/kube.ts";
+import { waitFor } from "../src/devenv/wait.ts";
+import { makeReport } from "../test/fixtures/make-report.ts";
+import { metricValue, startCli } from "../test/support/cli.ts";
+
+export const PATHOLOGICAL = ["(a+){1,40}", "(a|a)*b", "a*a*a*a*a*a*b"];
+
+function policy(name: string, namespace: string, tag: string): PatchPolicy {
+  const p = defaultPolicy(namespace);
+  return {
+    ...p,
+    metadata: { name, namespace },
+    spec: { ...p.spec, selector: { ...p.spec.selector, tag, repository: tag } },
+  };
+}
+
+/** The slowest single decision, in ms, over `rounds` reports with 10,000-character names. */
+export function decisionTimes(rounds: number): { maxMs: number; medianMs: number } {
+  const compiled = PATHOLOGICAL.map((p, i) => {
+    const r = compilePolicy(policy(`p${i}`, "default", p), "default");
+    if (!r.ok) throw new Error(r.problems.join("; "));
+    return r.value;
+  });
+  const schema = patchJobSpecSchema();
+  const parsed = parseReport(makeReport({ name: "long", namespace: "default" }));
+  if (!parsed.ok) throw new Error(parsed.message);
+  const facts = reportFacts(parsed.value);
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    // A name no parser here would accept: the patterns see it anyway (the worst case).
+    const long = "a".repeat(10_000 - (i % 2));
+    const f = { ...facts, imageMetadata: { ...facts.imageMetadata, tag: long, repository: long } };
+    const t = performance.now();
+    const chosen = choosePolicy(compiled, {
+      namespace: "default",
+      labels: {},
+      registryURI: f.imageMetadata.registryURI,
+      repository: long,
+      tag: long,
+      severity: f.severity,
+    });
+    const summary: ReportSummary = { deleting: false, facts: f };
+    decideReport({
+      namespace: "default",
+      name: "long",
+      report: summary,
+      reportsSynced: true,
+      ownOutput: false,
+      policy: chosen
+        ? { kind: "patch", policy: chosen, settings: { name: chosen.name, namespace: chosen.namespace } }
+        : { kind: "none" },
+      settings: {},
+      schema,
+      now: new Date(),
+    });
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return { maxMs: times.at(-1)!, medianMs: times[Math.floor(times.length / 2)]! };
+}
+
+/** A controller with the pathological policies deciding `n` reports; /healthz asked throughout. */
+export async function healthzUnderLoad(
+  n: number,
+): Promise<{ maxHealthzMs: number; answers: number; failures: number; decided: number }> {
+  await using env = await setup({ buildkit: false });
+  const kc = env.kubeConfig();
+  await installAllCRDs(kc, { defaultPolicy: false });
+  await createNamespace(kc, "patterns");
+  const api = kc.makeApiClient(CustomObjectsApi);
+  for (const [i, p] of PATHOLOGICAL.entries())
+    await api.createNamespacedCustomObject({
+      group: "vulnpatcher.io",
+      version: "v1alpha1",
+      plural: POLICY_PLURAL,
+      namespace: "patterns",
+      body: policy(`p${i}`, "patterns", p),
+    });
+  const port = await freePort();
+  const ctl = await startCli(
+    [
+      "controller",
+      "--kubeconfig",
+      env.kubeconfig,
+      "--nats-url",
+      env.natsURL,
+      "--leader-elect=false",
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--log-level",
+      "warn",
+    ],
+    { logDir: env.dir, name: "controller", listenPort: port },
+  );
+  let maxMs = 0;
+  let answers = 0;
+  let failures = 0;
+  let polling = true;
+  const poll = (async () => {
+    while (polling) {
+      const t = performance.now();
+      const ok = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(5_000) }).then(
+        (r) => r.ok,
+        () => false,
+      );
+      maxMs = Math.max(maxMs, performance.now() - t);
+      answers++;
+      if (!ok) failures++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  try {
+    // The longest valid tag (128), made to match as slowly as a backtracking engine could.
+    const tag = "a".repeat(127) + "c";
+    for (let i = 0; i < n; i++)
+      await reportsApi(kc).create(
+        makeReport({ name: `long-${i}`, namespace: "patterns", tag, digestSeed: `long-${i}` }),
+      );
+    // Decided = reconciled (a report no policy matches writes nothing): the controller's own count.
+    const decided = await waitFor(
+      "every report decided",
+      async () => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        const n2 = metricValue(text, "vuln_patcher_reconcile_total", 'kind="report"');
+        return n2 >= n ? n2 : undefined;
+      },
+      300_000,
+      200,
+    ).catch(() => 0);
+    return { maxHealthzMs: maxMs, answers, failures, decided };
+  } finally {
+    polling = false;
+    await poll;
+    await ctl.stop();
+  }
+}

@@ -1,0 +1,213 @@
+// Least rights, proven with the chart's own ServiceAccount tokens on the real apiserver:
+// the RBAC objects the chart renders are applied, and the worker is asked to do what a
+// stolen worker token would try. Each refusal is a FAULT line.
+import { test, before } from "node:test";
+import assert from "node:assert/strict";
+import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
+import type { PatchJob } from "../../src/api/index.ts";
+import type { Env } from "../../src/devenv/index.ts";
+import { waitFor } from "../../src/devenv/wait.ts";
+import { loadKubeConfig, statusCode } from "../../src/kube/index.ts";
+import { VexNameTakenError, vexWriter } from "../../src/worker/vex.ts";
+import { applyDocs, renderChart, serviceAccountKubeconfig } from "../support/chart.ts";
+import { reportFault } from "../support/faults.ts";
+import { namespaces, testEnv } from "../support/shared.ts";
+import { createPatchJob, manualSpec } from "../support/patchjobs.ts";
+
+let env: Env;
+let admin: KubeConfig;
+let worker: KubeConfig;
+let controller: KubeConfig;
+/** The release's namespace, a tenant namespace it serves, another it does not, and the Job namespace. */
+let RELEASE: string, TENANT: string, OTHER: string, JOBS: string;
+
+before(async () => {
+  env = await testEnv({ nats: false });
+  admin = env.kubeConfig();
+  const ns = await namespaces(env, "rights", "tenant", "other");
+  [RELEASE, TENANT, OTHER] = [ns.rights!, ns.tenant!, ns.other!];
+  JOBS = `${RELEASE}-copa`;
+  // The chart's own RBAC (release "rights": its cluster-scoped names are this file's),
+  // serving one tenant namespace, with its Job namespace.
+  const docs = await renderChart("rights", RELEASE, ["--set", `controller.namespaces={${TENANT}}`]);
+  await applyDocs(
+    env,
+    docs.filter((d) =>
+      ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(
+        d.kind,
+      ),
+    ),
+  );
+  // Pods need the namespace's default ServiceAccount, which kube-controller-manager makes.
+  await waitFor(
+    `the default ServiceAccount in ${JOBS}`,
+    async () =>
+      (await admin.makeApiClient(CoreV1Api).listNamespacedServiceAccount({ namespace: JOBS })).items.some(
+        (sa) => sa.metadata?.name === "default",
+      ) || undefined,
+    30_000,
+    100,
+  );
+  worker = loadKubeConfig(await serviceAccountKubeconfig(env, RELEASE, "rights-vuln-patcher-worker"));
+  controller = loadKubeConfig(await serviceAccountKubeconfig(env, RELEASE, "rights-vuln-patcher-controller"));
+});
+
+async function code(p: Promise<unknown>): Promise<number> {
+  return p.then(
+    () => 200,
+    (e: unknown) => statusCode(e) ?? 0,
+  );
+}
+
+const privilegedPod = (name: string): V1Pod => ({
+  metadata: { name },
+  spec: {
+    restartPolicy: "Never",
+    containers: [{ name: "c", image: "busybox", securityContext: { privileged: true } }],
+  },
+});
+
+test("rights - the worker's token: no ConfigMaps or Secrets outside its own namespaces; Secrets in the Job namespace only created, never read", async (t) => {
+  const core = worker.makeApiClient(CoreV1Api);
+  const results = {
+    "create a ConfigMap in a namespace it does not serve": await code(
+      core.createNamespacedConfigMap({
+        namespace: OTHER,
+        body: { metadata: { name: "x" }, data: { a: "b" } },
+      }),
+    ),
+    "read a Secret in a namespace it does not serve": await code(
+      core.readNamespacedSecret({ namespace: OTHER, name: "x" }),
+    ),
+    "list Secrets cluster-wide": await code(core.listSecretForAllNamespaces()),
+    "list ConfigMaps cluster-wide": await code(core.listConfigMapForAllNamespaces()),
+    "list Secrets in the Job namespace": await code(core.listNamespacedSecret({ namespace: JOBS })),
+    "read Secrets in the release namespace": await code(core.listNamespacedSecret({ namespace: RELEASE })),
+  };
+  for (const [what, c] of Object.entries(results)) assert.equal(c, 403, `${what}: ${c}`);
+  // Where it should have rights, it has them (the refusals above are not a broken token).
+  assert.equal(await code(core.readNamespacedSecret({ namespace: TENANT, name: "absent" })), 404);
+  assert.equal(
+    await code(
+      core.createNamespacedSecret({
+        namespace: JOBS,
+        body: { metadata: { name: "a-run" }, stringData: { a: "b" } },
+      }),
+    ),
+    200,
+  );
+  reportFault(t, {
+    fault: "stolen-worker-token-configmaps-secrets",
+    injected:
+      "the chart's worker ServiceAccount token asks for ConfigMaps and Secrets outside its namespaces",
+    expected:
+      "403 for each; Secrets of a tenant namespace readable, Secrets of the Job namespace only creatable",
+    observed: Object.entries(results)
+      .map(([w, c]) => `${w}: ${c}`)
+      .join("; "),
+  });
+});
+
+test("rights - the worker's token cannot start a privileged Pod in its Job namespace: RBAC refuses the Pod, Pod Security Admission the Job's", async (t) => {
+  const direct = await code(
+    worker.makeApiClient(CoreV1Api).createNamespacedPod({ namespace: JOBS, body: privilegedPod("direct") }),
+  );
+  assert.equal(direct, 403, "no Pod rights");
+  // Even an administrator's privileged Pod is refused there: the namespace enforces "restricted".
+  let admission = "";
+  await admin
+    .makeApiClient(CoreV1Api)
+    .createNamespacedPod({ namespace: JOBS, body: privilegedPod("as-admin") })
+    .then(
+      () => assert.fail("a privileged Pod was admitted into the Job namespace"),
+      (e: unknown) => {
+        const body = String((e as { body?: unknown }).body ?? e);
+        admission = (JSON.parse(body) as { message: string }).message;
+        assert.equal(statusCode(e), 403);
+      },
+    );
+  assert.match(admission, /violates PodSecurity "restricted/);
+  // The worker may create Jobs there; a privileged one never gets its Pod.
+  const job = await worker.makeApiClient(BatchV1Api).createNamespacedJob({
+    namespace: JOBS,
+    body: {
+      metadata: { name: "privileged" },
+      spec: { backoffLimit: 0, template: privilegedPod("privileged") as never },
+    },
+  });
+  const refusal = await waitFor(
+    "the Job controller's FailedCreate event",
+    async () =>
+      (
+        await admin.makeApiClient(CoreV1Api).listNamespacedEvent({
+          namespace: JOBS,
+          fieldSelector: `involvedObject.name=${job.metadata!.name},reason=FailedCreate`,
+        })
+      ).items[0]?.message,
+    60_000,
+    250,
+  );
+  assert.match(refusal, /violates PodSecurity "restricted/);
+  const pods = await admin.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: JOBS });
+  assert.equal(pods.items.length, 0, "no Pod exists in the Job namespace");
+  reportFault(t, {
+    fault: "stolen-worker-token-privileged-pod",
+    injected:
+      "the worker token creates a privileged Pod, and a Job with a privileged Pod template, in the Job namespace",
+    expected:
+      "the Pod refused (RBAC 403); the Job's Pod refused by Pod Security Admission (restricted); no Pod runs",
+    observed: `Pod: ${direct}; Job's Pod: ${refusal.slice(0, 140)}; Pods in ${JOBS}: ${pods.items.length}`,
+  });
+});
+
+test("rights - the worker never overwrites a ConfigMap it does not own: the VEX of a PatchJob named like it is not stored", async (t) => {
+  const core = admin.makeApiClient(CoreV1Api);
+  await core.createNamespacedConfigMap({
+    namespace: TENANT,
+    body: { metadata: { name: "coredns-vex" }, data: { Corefile: "theirs" } },
+  });
+  const pj = (name: string): PatchJob => ({
+    apiVersion: "vulnpatcher.io/v1alpha1",
+    kind: "PatchJob",
+    metadata: { name, namespace: TENANT, uid: `uid-${name}`, generation: 1 },
+    spec: { source: "manual" },
+  });
+  const write = vexWriter(worker);
+  let err: unknown;
+  await write(pj("coredns"), '{"@context":"https://openvex.dev/ns/v0.2.0"}').catch((e: unknown) => (err = e));
+  assert.ok(err instanceof VexNameTakenError, String(err));
+  const after = await core.readNamespacedConfigMap({ namespace: TENANT, name: "coredns-vex" });
+  assert.deepEqual(after.data, { Corefile: "theirs" }, "untouched");
+  // Its own PatchJob's VEX is stored, owned by the PatchJob (the right exists where it
+  // should). A real PatchJob: the garbage collector removes what a missing owner owns.
+  const mine = await createPatchJob(admin, TENANT, "mine", manualSpec("127.0.0.1:5000/x/y:1", undefined));
+  assert.equal(await write(mine, "{}"), "mine-vex");
+  const stored = await core.readNamespacedConfigMap({ namespace: TENANT, name: "mine-vex" });
+  assert.equal(stored.metadata?.ownerReferences?.[0]?.uid, mine.metadata.uid);
+  // And outside its tenant namespaces it stores nothing at all.
+  assert.equal(
+    await code(
+      vexWriter(worker)(
+        { ...pj("elsewhere"), metadata: { ...pj("elsewhere").metadata, namespace: OTHER } },
+        "{}",
+      ),
+    ),
+    403,
+  );
+  reportFault(t, {
+    fault: "vex-name-collision",
+    injected: `a PatchJob named "coredns" in ${TENANT}, where a ConfigMap coredns-vex it does not own exists`,
+    expected: "the VEX is not stored, the ConfigMap is untouched; its own VEX is stored with an owner",
+    observed: `${(err as Error).message}; data ${JSON.stringify(after.data)}`,
+  });
+});
+
+test("rights - the controller's token reads no Secret and writes no ConfigMap anywhere", async () => {
+  const core = controller.makeApiClient(CoreV1Api);
+  assert.equal(await code(core.listSecretForAllNamespaces()), 403);
+  assert.equal(await code(core.readNamespacedSecret({ namespace: TENANT, name: "x" })), 403);
+  assert.equal(
+    await code(core.createNamespacedConfigMap({ namespace: TENANT, body: { metadata: { name: "x" } } })),
+    403,
+  );
+});
