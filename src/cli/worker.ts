@@ -1,8 +1,9 @@
 // vuln-patcher worker: NATS -> copa on BuildKit -> verified push -> PatchJob status.
 import { hostname } from "node:os";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { parse, flagOrEnv, intFlag, durationFlag } from "./args.ts";
 
-import { newLogger, startHttpServer, UsageError } from "../util/index.ts";
+import { type Logger, newLogger, startHttpServer, UsageError } from "../util/index.ts";
 
 import { loadKubeConfig } from "../kube/index.ts";
 import {
@@ -82,40 +83,9 @@ export async function workerCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const log = newLogger("worker", v["log-level"]);
-  const executorKind = v.executor ?? (process.env.KUBERNETES_SERVICE_HOST ? "kubernetes" : "local");
-  if (executorKind !== "local" && executorKind !== "kubernetes")
-    throw new UsageError(`--executor must be local or kubernetes, got ${JSON.stringify(executorKind)}`);
-  const buildkitAddr = flagOrEnv(v["buildkit-addr"], process.env.BUILDKIT_ADDR);
-  if (!buildkitAddr) throw new UsageError("--buildkit-addr (or $BUILDKIT_ADDR) is required");
-  const tlsFiles = [v["buildkit-ca"], v["buildkit-cert"], v["buildkit-key"]];
-  if (tlsFiles.some(Boolean) && !tlsFiles.every(Boolean))
-    throw new UsageError("--buildkit-ca, --buildkit-cert and --buildkit-key go together");
-  let tls = tlsFiles.every(Boolean)
-    ? { caCert: v["buildkit-ca"]!, cert: v["buildkit-cert"]!, key: v["buildkit-key"]! }
-    : undefined;
-  // In a Job, copa reads the client certificates from a mounted Secret: the worker's own
-  // files copied into each run's Secret, or a Secret of the Job namespace named here.
-  const buildkitTLSFiles = executorKind === "kubernetes" ? tls : undefined;
-  if (executorKind === "kubernetes" && (tls || v["buildkit-tls-secret"]))
-    tls = { caCert: `${CERTS_DIR}/ca.crt`, cert: `${CERTS_DIR}/tls.crt`, key: `${CERTS_DIR}/tls.key` };
   const kc = loadKubeConfig(v.kubeconfig);
   const identity = v.identity ?? process.env.POD_NAME ?? hostname();
-  const executor =
-    executorKind === "local"
-      ? localExecutor({ copaPath: v.copa })
-      : kubernetesExecutor({
-          kc,
-          namespace: v["job-namespace"],
-          image:
-            flagOrEnv(v["copa-image"], process.env.COPA_IMAGE) ??
-            (() => {
-              throw new UsageError("--copa-image (or $COPA_IMAGE) is required with --executor kubernetes");
-            })(),
-          buildkitTLSSecret: v["buildkit-tls-secret"],
-          ...(buildkitTLSFiles ? { buildkitTLSFiles } : {}),
-          resources: jobResources(v["job-resources"]),
-          log,
-        });
+  const { executor, executorKind, buildkitAddr, tls } = executorFromFlags(v, kc, log);
   const shutdownMs = durationFlag(
     "shutdown-timeout",
     v["shutdown-timeout"],
@@ -190,4 +160,46 @@ function jobResources(
       `--job-resources must be JSON like {"limits":{"memory":"512Mi"}}: ${(err as Error).message}`,
     );
   }
+}
+
+/** The executor, BuildKit's address and the client files copa is handed, from the flags. */
+function executorFromFlags(
+  v: Record<string, string | boolean | string[] | undefined>,
+  kc: KubeConfig,
+  log: Logger,
+) {
+  const str = (k: string) => v[k] as string | undefined;
+  const executorKind = str("executor") ?? (process.env.KUBERNETES_SERVICE_HOST ? "kubernetes" : "local");
+  if (executorKind !== "local" && executorKind !== "kubernetes")
+    throw new UsageError(`--executor must be local or kubernetes, got ${JSON.stringify(executorKind)}`);
+  const buildkitAddr = flagOrEnv(str("buildkit-addr"), process.env.BUILDKIT_ADDR);
+  if (!buildkitAddr) throw new UsageError("--buildkit-addr (or $BUILDKIT_ADDR) is required");
+  const tlsFiles = [str("buildkit-ca"), str("buildkit-cert"), str("buildkit-key")];
+  if (tlsFiles.some(Boolean) && !tlsFiles.every(Boolean))
+    throw new UsageError("--buildkit-ca, --buildkit-cert and --buildkit-key go together");
+  let tls = tlsFiles.every(Boolean)
+    ? { caCert: str("buildkit-ca")!, cert: str("buildkit-cert")!, key: str("buildkit-key")! }
+    : undefined;
+  // In a Job, copa reads the client certificates from a mounted Secret: the worker's own
+  // files copied into each run's Secret, or a Secret of the Job namespace named here.
+  const buildkitTLSFiles = executorKind === "kubernetes" ? tls : undefined;
+  if (executorKind === "kubernetes" && (tls || str("buildkit-tls-secret")))
+    tls = { caCert: `${CERTS_DIR}/ca.crt`, cert: `${CERTS_DIR}/tls.crt`, key: `${CERTS_DIR}/tls.key` };
+  const executor =
+    executorKind === "local"
+      ? localExecutor({ copaPath: str("copa") })
+      : kubernetesExecutor({
+          kc,
+          namespace: str("job-namespace"),
+          image:
+            flagOrEnv(str("copa-image"), process.env.COPA_IMAGE) ??
+            (() => {
+              throw new UsageError("--copa-image (or $COPA_IMAGE) is required with --executor kubernetes");
+            })(),
+          buildkitTLSSecret: str("buildkit-tls-secret"),
+          ...(buildkitTLSFiles ? { buildkitTLSFiles } : {}),
+          resources: jobResources(str("job-resources")),
+          log,
+        });
+  return { executor, executorKind, buildkitAddr, tls };
 }

@@ -7,15 +7,12 @@ import type { ReportFacts, ReportSummary } from "../decide/index.ts";
 import {
   eventRecorder,
   patchJobClient,
-  realClock,
   type Reconciler,
   runController,
-  sleepOn,
   type Store,
   WorkQueue,
 } from "../kube/index.ts";
 
-import { errorMessage } from "../util/index.ts";
 import {
   CacheSet,
   grantInformer,
@@ -27,7 +24,7 @@ import {
 import type { ControllerMetrics } from "./metrics.ts";
 import type { ResolvedControllerOptions } from "./manager.ts";
 import { PolicySet } from "./policy-set.ts";
-import { writePolicyStatuses } from "./policy-status.ts";
+import { runPolicyStatuses } from "./policy-status.ts";
 import { indexReconciler, reportReconciler, requestReconciler, type ReconcilerDeps } from "./reconcilers.ts";
 import { MemberIndex, wakes, type Kind } from "./routing.ts";
 import { runSchedules } from "./schedules.ts";
@@ -132,6 +129,33 @@ function wire(
   });
 }
 
+/** One kind's reconcile loop, with its metrics. */
+function runReconciler(
+  o: ResolvedControllerOptions,
+  m: ControllerMetrics,
+  q: Queues,
+  kind: Kind,
+  reconcile: Reconciler,
+  signal: AbortSignal,
+): Promise<void> {
+  return runController(
+    {
+      name: kind,
+      queue: q[kind],
+      reconcile,
+      concurrency: o.concurrency,
+      timeoutMs: o.reconcileTimeoutMs,
+      log: o.log,
+      onResult: (outcome, seconds) => {
+        m.reconciles.inc({ kind, result: outcome });
+        m.duration.observe({ kind }, seconds);
+      },
+      onOverrun: (n) => m.overrunning.set({ kind }, n),
+    },
+    signal,
+  );
+}
+
 export async function leaderWork(
   o: ResolvedControllerOptions,
   m: ControllerMetrics,
@@ -197,23 +221,7 @@ export async function leaderWork(
     schema: o.schema,
     clock: o.clock,
   };
-  const runner = (kind: Kind, reconcile: Reconciler) =>
-    runController(
-      {
-        name: kind,
-        queue: q[kind],
-        reconcile,
-        concurrency: o.concurrency,
-        timeoutMs: o.reconcileTimeoutMs,
-        log: o.log,
-        onResult: (outcome, seconds) => {
-          m.reconciles.inc({ kind, result: outcome });
-          m.duration.observe({ kind }, seconds);
-        },
-        onOverrun: (n) => m.overrunning.set({ kind }, n),
-      },
-      signal,
-    );
+  const runner = (kind: Kind, reconcile: Reconciler) => runReconciler(o, m, q, kind, reconcile, signal);
   const papi = o.kc.makeApiClient(CustomObjectsApi);
   const reports = () => reportFactsOf(c.reports.store);
   await Promise.all([
@@ -247,22 +255,21 @@ export async function leaderWork(
       log: o.log,
       synced: () => c.reports.synced(),
     }),
-    (async () => {
-      while (!signal.aborted) {
-        await sleepOn(realClock, o.policyStatusIntervalMs, signal);
-        if (signal.aborted || !c.reports.synced()) continue;
-        await writePolicyStatuses({
-          onInvalid: (p, message) => deps.events.warning(p, "InvalidSpec", message),
-          policies,
-          store: c.policies.store as Store<PatchPolicy>,
-          reports,
-          patchJobs: c.patchJobs.store,
-          api: papi,
-          clock: o.clock,
-          log: o.log,
-        }).catch((err: unknown) => o.log.warn({ err: errorMessage(err) }, "policy statuses not written"));
-      }
-    })(),
+    runPolicyStatuses(
+      {
+        onInvalid: (p, message) => deps.events.warning(p, "InvalidSpec", message),
+        policies,
+        store: c.policies.store as Store<PatchPolicy>,
+        reports,
+        patchJobs: c.patchJobs.store,
+        api: papi,
+        clock: o.clock,
+        log: o.log,
+        intervalMs: o.policyStatusIntervalMs,
+        synced: () => c.reports.synced(),
+      },
+      signal,
+    ),
     ...running,
   ]);
 }

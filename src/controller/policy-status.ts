@@ -14,7 +14,7 @@ import {
   VERSION,
 } from "../api/index.ts";
 import { nextRun, type ReportFacts } from "../decide/index.ts";
-import { isConflict, type Store } from "../kube/index.ts";
+import { isConflict, realClock, sleepOn, type Store } from "../kube/index.ts";
 
 import { errorMessage, type Logger } from "../util/index.ts";
 
@@ -28,7 +28,7 @@ export function toTime(d: Date): string {
  * Keep each policy's status true: matched reports, PatchJobs that name it, the next
  * scheduled run, and Ready (False with the problems when the spec cannot be used).
  */
-export async function writePolicyStatuses(o: {
+export interface PolicyStatusOptions {
   /** Told once when a policy becomes invalid (a Warning event on it). */
   onInvalid?: (policy: PatchPolicy, message: string) => void;
   policies: PolicySet;
@@ -38,7 +38,23 @@ export async function writePolicyStatuses(o: {
   api: CustomObjectsApi;
   clock: Clock;
   log: Logger;
-}): Promise<void> {
+}
+
+/** Every `intervalMs` once the reports have listed, until `signal` aborts. */
+export async function runPolicyStatuses(
+  o: PolicyStatusOptions & { intervalMs: number; synced: () => boolean },
+  signal: AbortSignal,
+): Promise<void> {
+  while (!signal.aborted) {
+    await sleepOn(realClock, o.intervalMs, signal);
+    if (signal.aborted || !o.synced()) continue;
+    await writePolicyStatuses(o).catch((err: unknown) =>
+      o.log.warn({ err: errorMessage(err) }, "policy statuses not written"),
+    );
+  }
+}
+
+export async function writePolicyStatuses(o: PolicyStatusOptions): Promise<void> {
   const { valid, invalid } = o.policies.compiled();
   const matched = new Map<string, number>();
   for (const [, facts] of o.reports()) {

@@ -4,13 +4,14 @@
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 
-function tarWithFile(path: string, content: Buffer): Buffer {
+/** A ustar header for one regular file of `size` bytes (mode 0644, owner 0, mtime 2026-01-01). */
+export function tarHeader(path: string, size: number): Buffer {
   const header = Buffer.alloc(512);
   header.write(path, 0, 100, "utf8");
   header.write("0000644\0", 100);
   header.write("0000000\0", 108);
   header.write("0000000\0", 116);
-  header.write(content.length.toString(8).padStart(11, "0") + "\0", 124);
+  header.write(size.toString(8).padStart(11, "0") + "\0", 124);
   header.write(
     Math.floor(Date.UTC(2026, 0, 1) / 1000)
       .toString(8)
@@ -24,8 +25,12 @@ function tarWithFile(path: string, content: Buffer): Buffer {
   let sum = 0;
   for (const b of header) sum += b;
   header.write(sum.toString(8).padStart(6, "0") + "\0 ", 148);
+  return header;
+}
+
+function tarWithFile(path: string, content: Buffer): Buffer {
   const pad = Buffer.alloc((512 - (content.length % 512)) % 512);
-  return Buffer.concat([header, content, pad, Buffer.alloc(1024)]);
+  return Buffer.concat([tarHeader(path, content.length), content, pad, Buffer.alloc(1024)]);
 }
 
 const sha = (b: Buffer) => "sha256:" + createHash("sha256").update(b).digest("hex");

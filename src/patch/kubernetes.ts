@@ -208,25 +208,23 @@ export function kubernetesExecutor(o: KubernetesExecutorOptions): Executor {
           throw new Error(`cannot create Job ${namespace}/${name}: ${apiMessage(err)}`, { cause: err });
         created = await batch.readNamespacedJob({ namespace, name });
       }
-      const ownedByJob = [
-        { apiVersion: "batch/v1", kind: "Job", name, uid: created.metadata!.uid!, controller: true },
-      ];
+      // The run's own Secret and ConfigMap: owned by the Job (deleted with it). The Pod
+      // waits for them (the kubelet retries the mounts); an existing one is the same
+      // attempt's, made before a redelivery.
+      const meta = {
+        name,
+        namespace,
+        labels: { "app.kubernetes.io/managed-by": "vuln-patcher" },
+        ownerReferences: [
+          { apiVersion: "batch/v1", kind: "Job", name, uid: created.metadata!.uid!, controller: true },
+        ],
+      };
       const secret = runSecretKeys(o, req);
       if (secret.docker || secret.tls)
-        // The Pod waits for it (the kubelet retries the mount); deleted with the Job.
         await ignoreConflict(
           core.createNamespacedSecret({
             namespace,
-            body: {
-              metadata: {
-                name,
-                namespace,
-                labels: { "app.kubernetes.io/managed-by": "vuln-patcher" },
-                ownerReferences: ownedByJob,
-              },
-              type: "Opaque",
-              stringData: await runSecretData(o, req),
-            },
+            body: { metadata: meta, type: "Opaque", stringData: await runSecretData(o, req) },
           }),
         ).catch(async (err: unknown) => {
           // Without it the Pod would wait for ever: take the Job back.
@@ -237,31 +235,10 @@ export function kubernetesExecutor(o: KubernetesExecutorOptions): Executor {
             cause: err,
           });
         });
-      if (req.manifest || req.manifests) {
-        // Already there: the same attempt's, made before a redelivery.
+      if (req.manifest || req.manifests)
         await ignoreConflict(
-          core.createNamespacedConfigMap({
-            namespace,
-            body: {
-              metadata: {
-                name,
-                namespace,
-                labels: { "app.kubernetes.io/managed-by": "vuln-patcher" },
-                ownerReferences: [
-                  {
-                    apiVersion: "batch/v1",
-                    kind: "Job",
-                    name,
-                    uid: created.metadata!.uid!,
-                    controller: true,
-                  },
-                ],
-              },
-              data: manifestFiles(req),
-            },
-          }),
+          core.createNamespacedConfigMap({ namespace, body: { metadata: meta, data: manifestFiles(req) } }),
         );
-      }
       log.info({ job: `${namespace}/${name}` }, "copa Job created");
       const deadline = started + req.timeoutMs + 60_000;
       for (;;) {

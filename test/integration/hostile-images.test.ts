@@ -20,6 +20,7 @@ import { createPatchJob, manualSpec, waitForPhase } from "../support/patchjobs.t
 import { localWorkerArgs, startCli, type CliProcess } from "../support/cli.ts";
 import { reportFault } from "../support/faults.ts";
 import { installGrant, namespaces, testEnv } from "../support/shared.ts";
+import { tarHeader } from "../../src/devenv/variants.ts";
 
 /** The chart's worker memory limit: the worker must stay under it whatever it reads. */
 const WORKER_LIMIT_BYTES = 512 * 1024 * 1024;
@@ -34,24 +35,6 @@ let worker: CliProcess;
 const registry = new RegistryClient();
 
 const sha = (b: Buffer) => "sha256:" + createHash("sha256").update(b).digest("hex");
-
-function tarHeader(path: string, size: number): Buffer {
-  const h = Buffer.alloc(512);
-  h.write(path, 0, 100, "utf8");
-  h.write("0000644\0", 100);
-  h.write("0000000\0", 108);
-  h.write("0000000\0", 116);
-  h.write(size.toString(8).padStart(11, "0") + "\0", 124);
-  h.write("00000000000\0", 136);
-  h.write("        ", 148);
-  h.write("0", 156);
-  h.write("ustar\0", 257);
-  h.write("00", 263);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, "0") + "\0 ", 148);
-  return h;
-}
 
 /** A gzipped tar with one file of `size` bytes, its content repeated from `chunk`; streamed, never whole in memory. */
 async function gzippedLayer(
