@@ -722,7 +722,7 @@ async function p6(): Promise<void> {
 async function p7(): Promise<void> {
   const d = decisionTimes(QUICK ? 200 : 2000);
   log(
-    `P7: decisions against 10,000-character names: max ${d.maxMs.toFixed(2)} ms, median ${d.medianMs.toFixed(3)} ms`,
+    `P7: decisions against 10,000-character names, warm: max ${d.maxMs.toFixed(2)} ms, median ${d.medianMs.toFixed(3)} ms; the first, cold: ${d.coldFirstMs.toFixed(2)} ms`,
   );
   const h = await healthzUnderLoad(QUICK ? 50 : 300);
   log(
@@ -736,7 +736,7 @@ async function p7(): Promise<void> {
     value: +d.maxMs.toFixed(2),
     unit: "ms",
     met: d.maxMs < 10 && h.failures === 0 && h.decided > 0,
-    details: { medianMs: +d.medianMs.toFixed(3), healthz: h },
+    details: { medianMs: +d.medianMs.toFixed(3), coldFirstMs: +d.coldFirstMs.toFixed(2), healthz: h },
   });
 }
 
