@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the Go components vuln-patcher's real-component environment needs
 # (kube-apiserver, kube-controller-manager, kubectl, BuildKit, copa, helm; for a real
-# node kubelet, kube-scheduler and containerd) from the
+# node kubelet, kube-scheduler and containerd; etcd and nats-server, as production runs
+# them) from the
 # Go module proxy, each from a small generated wrapper module, and caches the
 # binaries by version outside the repository. A second run with the binaries in
-# place does nothing. Usage: scripts/build-tools.sh [kube|buildkit|copa|helm|node ...]
+# place does nothing. Usage: scripts/build-tools.sh [kube|etcd|nats|buildkit|copa|helm|node ...]
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-1.36.3}
@@ -13,6 +14,8 @@ COPA_VERSION=${COPA_VERSION:-0.14.2}
 HELM_VERSION=${HELM_VERSION:-4.3.1}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-2.3.7}
 COREDNS_VERSION=${COREDNS_VERSION:-1.15.0}
+ETCD_VERSION=${ETCD_VERSION:-3.6.16}
+NATS_VERSION=${NATS_VERSION:-2.15.2}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${VULN_PATCHER_CACHE:-$HOME/.cache/vuln-patcher}
@@ -140,6 +143,39 @@ GO
   fi
 }
 
+# etcd: the server module's etcdmain, behind a main of ours (src/devenv/etcd/main.go),
+# the version stamped as etcd's own release builds do.
+build_etcd() {
+  local v=$ETCD_VERSION
+  have "v$v" etcd && return 0
+  log "etcd $v: building"
+  local dir="$CACHE/build/etcd-$v"; wrapper "$dir"
+  cp "$REPO/src/devenv/etcd/main.go" main.go
+  go mod edit -require="go.etcd.io/etcd/server/v3@v$v"
+  go mod tidy >/dev/null
+  go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$v" -o out/etcd .
+  install_bins out "v$v" etcd
+}
+
+# nats-server: its module's root package is the server's main.
+build_nats() {
+  local v=$NATS_VERSION
+  have "v$v" nats-server && return 0
+  log "nats-server $v: building"
+  local dir="$CACHE/build/nats-$v"; wrapper "$dir"
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "github.com/nats-io/nats-server/v2"
+GO
+  go mod edit -require="github.com/nats-io/nats-server/v2@v$v"
+  go mod tidy >/dev/null
+  go build -trimpath -ldflags "-s -w" -o out/nats-server github.com/nats-io/nats-server/v2
+  install_bins out "v$v" nats-server
+}
+
 build_buildkit() {
   local v=$BUILDKIT_VERSION
   have "v$v" buildkitd buildctl && return 0
@@ -201,11 +237,11 @@ GO
   install_bins out "v$v" helm
 }
 
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(kube buildkit copa helm node)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(kube etcd nats buildkit copa helm node)
 for t in "${targets[@]}"; do
   case $t in
-    kube|buildkit|copa|helm|node) ;;
-    *) echo "unknown component: $t (kube, buildkit, copa, helm, node)" >&2; exit 2 ;;
+    kube|etcd|nats|buildkit|copa|helm|node) ;;
+    *) echo "unknown component: $t (kube, etcd, nats, buildkit, copa, helm, node)" >&2; exit 2 ;;
   esac
   start=$SECONDS
   # One builder per component at a time, across processes (CI and a test may both ask).

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Component } from "./component.ts";
 import { freePort, httpStatus } from "./net.ts";
 import { makeCA, makeLeaf, type CertPair } from "./certs.ts";
-import { goBinary, systemBinary } from "./tools.ts";
+import { goBinary } from "./tools.ts";
 import { readFileSync } from "node:fs";
 
 export interface ControlPlane {
@@ -107,7 +107,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     opts.started,
     new Component({
       name: "etcd",
-      command: systemBinary("etcd", "etcd-server"),
+      command: goBinary("etcd"),
       args: [
         `--data-dir=${join(opts.dir, "etcd")}`,
         `--listen-client-urls=${etcdURL}`,
@@ -151,12 +151,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         `--service-account-issuer=${server}/`,
         `--service-account-key-file=${sa.cert}`,
         `--service-account-signing-key-file=${sa.key}`,
-        "--enable-priority-and-fairness=false",
-        // Debian's etcd 3.4.23 has no watch progress requests, so a watch cache in
-        // kube-apiserver 1.36 never catches up with etcd's revision and every watch
-        // without a resourceVersion times out ("Too large resource version"). Serve
-        // lists and watches from etcd directly.
-        "--watch-cache=false",
         "--v=0",
       ],
       logDir: opts.dir,

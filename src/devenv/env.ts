@@ -250,7 +250,8 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
   const tools: GoComponent[] = [];
   const wantBuildkit = opts.buildkit ?? false;
   const wantImages = opts.images ?? wantBuildkit;
-  if (wantKube) tools.push("kube");
+  if (wantKube) tools.push("kube", "etcd");
+  if (opts.nats ?? true) tools.push("nats");
   if (wantBuildkit) tools.push("buildkit", "copa");
   if (opts.node) {
     if (!wantKube) throw new Error("node needs kube");

@@ -4,7 +4,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Component } from "./component.ts";
 import { freePort, httpStatus } from "./net.ts";
-import { systemBinary } from "./tools.ts";
+import { goBinary } from "./tools.ts";
 
 export interface NatsServer {
   component: Component;
@@ -15,7 +15,7 @@ export interface NatsServer {
 }
 
 /**
- * nats-server (Debian's) with JetStream, its store in `dir/nats`, on `address` (clients);
+ * nats-server (built from the Go module proxy, as production runs it) with JetStream, its store in `dir/nats`, on `address` (clients);
  * monitoring there too. With `auth`, clients need a user and a random password.
  */
 export async function natsServer(
@@ -31,7 +31,7 @@ export async function natsServer(
   const auth = o.auth ? { user: "vuln-patcher", password: randomBytes(18).toString("base64url") } : undefined;
   const component = new Component({
     name: "nats-server",
-    command: systemBinary("nats-server", "nats-server"),
+    command: goBinary("nats-server"),
     args: [
       "-a",
       address,

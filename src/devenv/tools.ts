@@ -1,5 +1,6 @@
-// Where the environment's binaries come from: Debian's packages on PATH, and the
-// Go-built ones from the version-keyed cache that scripts/build-tools.sh fills.
+// Where the environment's binaries come from: Debian's packages on PATH (the registry,
+// runc, ...), and the Go-built ones (Kubernetes, etcd, nats-server, BuildKit, copa, helm)
+// from the version-keyed cache that scripts/build-tools.sh fills.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { existsSync } from "node:fs";
@@ -14,10 +15,12 @@ export const REPO_ROOT = projectRoot();
 
 export { cacheDir };
 
-export type GoComponent = "kube" | "buildkit" | "copa" | "helm" | "node";
+export type GoComponent = "kube" | "etcd" | "nats" | "buildkit" | "copa" | "helm" | "node";
 
 const BINARIES: Record<GoComponent, string[]> = {
   kube: ["kube-apiserver", "kube-controller-manager", "kubectl"],
+  etcd: ["etcd"],
+  nats: ["nats-server"],
   buildkit: ["buildkitd", "buildctl"],
   copa: ["copa"],
   helm: ["helm"],

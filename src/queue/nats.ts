@@ -1,5 +1,5 @@
 // NATS connection and the JetStream stream, created idempotently by whoever starts
-// first (controller or worker). Works with nats-server 2.9 (Debian) and 2.10+.
+// first (controller or worker). Tested with nats-server 2.15.
 import { connect, type NatsConnection, type ConnectionOptions } from "@nats-io/transport-node";
 import {
   JetStreamApiError,
