@@ -16,7 +16,17 @@ import {
   VERSION,
 } from "../api/index.ts";
 import { type ReportSummary, summarizeReport } from "../decide/index.ts";
-import { Informer, type ListPage, mergedStore, type RawObject, type Store } from "../kube/index.ts";
+import {
+  Informer,
+  isNotFound,
+  type ListPage,
+  type ListStats,
+  mergedStore,
+  PARTIAL_METADATA_LIST,
+  type RawObject,
+  rawGetJSON,
+  type Store,
+} from "../kube/index.ts";
 
 import type { Logger } from "../util/index.ts";
 
@@ -41,19 +51,23 @@ export interface CacheOptions {
   log?: Logger;
   /** A name prefix for logs and metrics ("api/" for the API's own caches). */
   prefix?: string;
+  /** Each completed list (metrics): the informer's name and what the list did. */
+  onList?: (informer: string, stats: ListStats) => void;
 }
 
 function informer<T>(
   kind: Kind,
   o: CacheOptions,
   transform: (raw: RawObject) => T,
-  extra: { pageSize?: number; resourceVersion: (t: T) => string | undefined },
+  extra: { pageSize?: number; resourceVersion: (t: T) => string | undefined; metadataRelist?: boolean },
 ): Informer<T> {
   const api = o.kc.makeApiClient(CustomObjectsApi);
   const ns = o.namespace;
   const { group, version, plural } = kind;
+  const name = `${o.prefix ?? ""}${plural}${ns ? `/${ns}` : ""}`;
+  const path = `/apis/${group}/${version}${ns ? `/namespaces/${ns}` : ""}/${plural}`;
   return new Informer<T>({
-    name: `${o.prefix ?? ""}${plural}${ns ? `/${ns}` : ""}`,
+    name,
     kc: o.kc,
     list: async (p): Promise<ListPage> =>
       (ns
@@ -72,24 +86,65 @@ function informer<T>(
             limit: p.limit,
             _continue: p.continueToken,
           })) as ListPage,
-    watchPath: `/apis/${group}/${version}${ns ? `/namespaces/${ns}` : ""}/${plural}`,
+    watchPath: path,
     transform,
     resourceVersion: extra.resourceVersion,
+    ...(extra.metadataRelist ? { metadataRelist: metadataRelist(o.kc, api, kind, path) } : {}),
+    ...(o.onList ? { onList: (_n: number, stats: ListStats) => o.onList!(name, stats) } : {}),
     ...(extra.pageSize ? { pageSize: extra.pageSize } : {}),
     ...(o.resyncMs ? { resyncMs: o.resyncMs } : {}),
     ...(o.log ? { log: o.log } : {}),
   });
 }
 
+/**
+ * Reports: ~150 KB each, and the cache keeps only their summaries. A relist after the
+ * first reads metadata only (a few hundred bytes a report) and gets in full just the
+ * reports whose resourceVersion moved.
+ */
 export function reportInformer(o: CacheOptions): Informer<ReportSummary> {
   return informer(REPORTS, o, (raw) => summarizeReport(raw), {
     pageSize: DEFAULT_REPORT_PAGE_SIZE,
     resourceVersion: (s) => s.resourceVersion,
+    metadataRelist: true,
   });
 }
 
+/**
+ * A report's metadata is a few hundred bytes, so a page holds many: 10,000 reports
+ * relist in two requests (about 3 MB), where the full list takes a hundred.
+ */
+export const METADATA_PAGE_SIZE = 5000;
+
+/** Metadata pages (PartialObjectMetadataList), and one GET per object that moved. */
+function metadataRelist(kc: KubeConfig, api: CustomObjectsApi, kind: Kind, path: string) {
+  return {
+    list: async (p: { limit: number; continueToken?: string }): Promise<ListPage> => {
+      const q = new URLSearchParams({ limit: String(Math.max(p.limit, METADATA_PAGE_SIZE)) });
+      if (p.continueToken) q.set("continue", p.continueToken);
+      return (await rawGetJSON<ListPage>(kc, `${path}?${q}`, { accept: PARTIAL_METADATA_LIST })).value;
+    },
+    get: async (item: RawObject): Promise<RawObject | undefined> => {
+      const m = item.metadata ?? {};
+      return (await api
+        .getNamespacedCustomObject({
+          group: kind.group,
+          version: kind.version,
+          plural: kind.plural,
+          namespace: String(m.namespace ?? ""),
+          name: String(m.name ?? ""),
+        })
+        .catch((e: unknown) => (isNotFound(e) ? undefined : Promise.reject(e)))) as RawObject | undefined;
+    },
+  };
+}
+
 export function patchJobInformer(o: CacheOptions): Informer<PatchJob> {
-  return informer(PATCHJOBS, o, slimPatchJob, { resourceVersion: (p) => p.metadata.resourceVersion });
+  // A relist of metadata too: one request for thousands of PatchJobs that did not move.
+  return informer(PATCHJOBS, o, slimPatchJob, {
+    resourceVersion: (p) => p.metadata.resourceVersion,
+    metadataRelist: true,
+  });
 }
 
 export function policyInformer(o: CacheOptions): Informer<PatchPolicy> {

@@ -6,6 +6,7 @@ import { type PatchJob, type PatchPolicy, Phase } from "../api/index.ts";
 import type { ReportFacts, ReportSummary } from "../decide/index.ts";
 import {
   eventRecorder,
+  type ListStats,
   patchJobClient,
   type Reconciler,
   runController,
@@ -42,9 +43,19 @@ export interface LeaderState {
 
 type Queues = Record<Kind, WorkQueue<string>>;
 
-function caches(o: ResolvedControllerOptions) {
+function caches(o: ResolvedControllerOptions, m: ControllerMetrics) {
   const namespaces = o.namespaces.length ? o.namespaces : [undefined];
-  const opts = (namespace: string | undefined) => ({ kc: o.kc, namespace, resyncMs: o.resyncMs, log: o.log });
+  const onList = (informer: string, s: ListStats) => {
+    m.lists.inc({ informer, kind: s.full ? "full" : "metadata" });
+    if (!s.full) m.relistFetched.inc({ informer }, s.fetched);
+  };
+  const opts = (namespace: string | undefined) => ({
+    kc: o.kc,
+    namespace,
+    resyncMs: o.resyncMs,
+    log: o.log,
+    onList,
+  });
   // Policies: those of the watched namespaces, and the controller's own (global ones).
   const policyNamespaces =
     namespaces[0] === undefined ? [undefined] : [...new Set([...o.namespaces, o.policyNamespace])];
@@ -162,7 +173,7 @@ export async function leaderWork(
   state: LeaderState,
   signal: AbortSignal,
 ): Promise<void> {
-  const c = caches(o);
+  const c = caches(o, m);
   const q: Queues = {
     report: new WorkQueue<string>({ onDepth: (d) => m.depth.set({ kind: "report" }, d) }),
     index: new WorkQueue<string>({ onDepth: (d) => m.depth.set({ kind: "index" }, d) }),

@@ -55,6 +55,18 @@ export function controllerMetrics(patchJobs: () => Iterable<PatchJob>) {
       help: "Times this controller lost the lease while leading (it then campaigns again)",
       registers: [registry],
     }),
+    lists: new Counter({
+      name: "vuln_patcher_informer_lists_total",
+      help: "Completed lists per informer: full, or metadata-only relists",
+      labelNames: ["informer", "kind"] as const,
+      registers: [registry],
+    }),
+    relistFetched: new Counter({
+      name: "vuln_patcher_informer_relist_fetched_total",
+      help: "Objects a metadata relist got in full (their resourceVersion had moved)",
+      labelNames: ["informer"] as const,
+      registers: [registry],
+    }),
     leader: new Gauge({
       name: "vuln_patcher_leader",
       help: "1 while this replica leads",

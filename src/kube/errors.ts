@@ -51,3 +51,13 @@ export async function ignoreConflict<T>(p: Promise<T>): Promise<T | undefined> {
     throw err;
   }
 }
+
+/** A failed request of our own (rawGet): the HTTP status as `code`, as client-node's errors carry it. */
+export class KubeApiError extends Error {
+  override name = "KubeApiError";
+  readonly code: number;
+  constructor(code: number, message: string) {
+    super(message);
+    this.code = code;
+  }
+}

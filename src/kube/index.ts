@@ -16,7 +16,15 @@ export {
   type RunnerOptions,
 } from "./controller.ts";
 export { installCRDs } from "./crds.ts";
-export { apiMessage, ignoreConflict, ignoreNotFound, isConflict, isNotFound, statusCode } from "./errors.ts";
+export {
+  apiMessage,
+  ignoreConflict,
+  ignoreNotFound,
+  isConflict,
+  isNotFound,
+  KubeApiError,
+  statusCode,
+} from "./errors.ts";
 export { eventRecorder, type EventRecorder, type InvolvedObject } from "./events.ts";
 export {
   DEFAULT_PAGE_SIZE,
@@ -26,6 +34,7 @@ export {
   type InformerOptions,
   kubeWatch,
   type ListPage,
+  type ListStats,
   mergedStore,
   objectKey,
   type RawObject,
@@ -48,4 +57,5 @@ export {
   MaxOfRateLimiter,
   type RateLimiter,
 } from "./ratelimiter.ts";
+export { PARTIAL_METADATA_LIST, rawGet, rawGetJSON, type RawResponse } from "./raw.ts";
 export { WorkQueue, type WorkQueueOptions } from "./workqueue.ts";

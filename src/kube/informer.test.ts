@@ -198,3 +198,59 @@ test("informer - stopped while its list is in flight: run() returns at once, no 
   assert.equal(server.watches.length, 0, "no watch was opened after the stop");
   await run;
 });
+
+test("informer - after the first full list, a relist reads metadata only and gets in full just what moved", async () => {
+  const s = fakeServer();
+  s.set([obj("a", "1", { big: "x" }), obj("b", "1", { big: "x" }), obj("c", "1", { big: "x" })]);
+  const metaLists: number[] = [];
+  const gets: string[] = [];
+  const stats: Array<{ full: boolean; items: number; fetched: number }> = [];
+  const clock = new FakeClock();
+  const events: string[] = [];
+  const inf = new Informer<RawObject>({
+    name: "test",
+    list: s.list,
+    watch: s.watch,
+    watchPath: "/apis/x/v1/things",
+    transform: (o) => o,
+    resourceVersion: (o) => o.metadata?.resourceVersion,
+    resyncMs: 60_000,
+    clock,
+    onList: (_n, st) => stats.push(st),
+    metadataRelist: {
+      // What a PartialObjectMetadataList carries: metadata, no body.
+      list: async (p) => {
+        const page = await s.list(p);
+        metaLists.push(page.items.length);
+        return { ...page, items: page.items.map((i) => ({ metadata: i.metadata })) };
+      },
+      get: async (item) => {
+        gets.push(String(item.metadata?.name));
+        return (await s.list({ limit: 1000 })).items.find((i) => i.metadata?.name === item.metadata?.name);
+      },
+    },
+  });
+  inf.on({
+    add: (k) => events.push(`add ${k}`),
+    update: (k) => events.push(`update ${k}`),
+    delete: (k) => events.push(`delete ${k}`),
+  });
+  const stop = new AbortController();
+  const running = inf.run(stop.signal);
+  await inf.waitForSync();
+  assert.deepEqual(stats, [{ full: true, items: 3, fetched: 3 }], "the first list is a full one");
+  await settle(); // the watch is open, its resync timer set
+  // Meanwhile: b changed, c went, d came; a did not change.
+  s.set([obj("a", "1", { big: "x" }), obj("b", "2", { big: "y" }), obj("d", "3", { big: "z" })]);
+  events.length = 0;
+  clock.advance(60_000); // the resync deadline
+  await settle(40);
+  assert.equal(metaLists.length, 1, "one metadata relist");
+  assert.deepEqual(gets.sort(), ["b", "d"], "only what moved is got in full");
+  assert.deepEqual(stats.at(-1), { full: false, items: 3, fetched: 2 });
+  assert.deepEqual(events.sort(), ["add ns/d", "delete ns/c", "update ns/b"]);
+  assert.deepEqual(inf.get("ns/b")?.big, "y", "the cache holds the whole object, not its metadata");
+  assert.deepEqual(inf.get("ns/a")?.big, "x");
+  stop.abort();
+  await running;
+});

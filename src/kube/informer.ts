@@ -88,7 +88,24 @@ export interface InformerOptions<T> {
   backoffMaxMs?: number;
   log?: Logger;
   /** Called after each completed list, with the number of objects (metrics, tests). */
-  onList?: (count: number) => void;
+  onList?: (count: number, stats: ListStats) => void;
+  /**
+   * A cheap relist, after the first full list: metadata only (PartialObjectMetadataList),
+   * and in full only the objects whose resourceVersion moved (or that are new). A large
+   * cache of unchanged objects then costs a few hundred bytes each to relist.
+   */
+  metadataRelist?: {
+    list: (page: { limit: number; continueToken?: string }) => Promise<ListPage>;
+    /** The whole object; undefined when it is gone. */
+    get: (item: RawObject) => Promise<RawObject | undefined>;
+  };
+}
+
+/** What one list did: a full one, or a metadata relist with how many objects it got in full. */
+export interface ListStats {
+  full: boolean;
+  items: number;
+  fetched: number;
 }
 
 /** Read access to a cache (one informer, or several merged: one per watched namespace). */
@@ -210,24 +227,41 @@ export class Informer<T> implements Store<T> {
     this.#emit("delete", key, old);
   }
 
-  /** List every page, replace the cache, emit the differences. Returns the list's resourceVersion. */
+  /**
+   * List every page, replace the cache, emit the differences. Returns the list's
+   * resourceVersion. After the first list, a metadata relist when one is configured.
+   */
   async #relist(signal: AbortSignal): Promise<string | undefined> {
+    const mr = this.#synced ? this.#opts.metadataRelist : undefined;
     const seen = new Set<string>();
     let continueToken: string | undefined;
     let rv: string | undefined;
+    let fetched = 0;
     do {
       signal.throwIfAborted();
-      const page = await this.#opts.list({ limit: this.#opts.pageSize ?? DEFAULT_PAGE_SIZE, continueToken });
+      const p = { limit: this.#opts.pageSize ?? DEFAULT_PAGE_SIZE, continueToken };
+      const page = await (mr ? mr.list(p) : this.#opts.list(p));
       rv ??= page.metadata?.resourceVersion;
       for (const item of page.items ?? []) {
-        seen.add(objectKey(item));
-        this.#upsert(item);
+        const key = objectKey(item);
+        if (mr) {
+          const cur = this.#cache.get(key);
+          const moved =
+            cur === undefined || this.#opts.resourceVersion(cur) !== item.metadata?.resourceVersion;
+          if (moved) {
+            const full = await mr.get(item);
+            fetched++;
+            if (!full) continue; // gone since the list: its delete comes below
+            this.#upsert(full);
+          }
+        } else this.#upsert(item);
+        seen.add(key);
       }
       continueToken = page.metadata?.continue || undefined;
     } while (continueToken);
     for (const key of [...this.#cache.keys()]) if (!seen.has(key)) this.#remove(key);
     this.#lists++;
-    this.#opts.onList?.(seen.size);
+    this.#opts.onList?.(seen.size, { full: !mr, items: seen.size, fetched: mr ? fetched : seen.size });
     if (!this.#synced) {
       this.#synced = true;
       for (const w of this.#syncWaiters.splice(0)) w();

@@ -1,9 +1,15 @@
 // 1,000 reports of realistic size (~150 KB each): the controller's resident memory stays
 // bounded (its cache keeps a summary, never a report) and every report reaches Queued.
+// Then idle costs nothing: over two resync periods, at most one LIST per informer and
+// period (counted by the apiserver), the reports relisted as metadata with none got in
+// full, nothing logged above info, no PatchPolicy status write.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { setup, freePort } from "../../src/devenv/index.ts";
+import { CustomObjectsApi } from "@kubernetes/client-node";
+import { setup, freePort, type Env } from "../../src/devenv/index.ts";
+import { type PatchPolicy, POLICY_PLURAL } from "../../src/api/index.ts";
+import { rawGet } from "../../src/kube/index.ts";
 import { installAllCRDs } from "../../src/devenv/crds.ts";
 import { startCli, metricValue } from "../../test/support/cli.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
@@ -66,6 +72,9 @@ test(`scale - ${N} reports of ~150 KB: bounded controller memory, all Queued`, a
       `127.0.0.1:${port}`,
       "--concurrency",
       "8",
+      // Short enough to see two resyncs while idle below (production: 5m).
+      "--resync",
+      `${RESYNC_S}s`,
     ],
     { logDir: env.dir, name: "controller", listenPort: port, env: { NODE_OPTIONS: CONTROLLER_NODE_OPTIONS } },
   );
@@ -84,7 +93,84 @@ test(`scale - ${N} reports of ~150 KB: bounded controller memory, all Queued`, a
     );
     assert.ok(rss < RSS_LIMIT_MB, `controller peak RSS ${rss.toFixed(0)} MB`);
     assert.equal(await messagesIn(env.natsURL, ns), N);
+
+    // Idle: nothing changes for a little over two resync periods.
+    // First what follows the burst: the work queues empty, the policy's status written.
+    await waitFor(
+      "empty work queues and the policy's status",
+      async () =>
+        (metricValue(await ctl.metrics(), "vuln_patcher_workqueue_depth") === 0 &&
+          (await readPolicy(env)).status?.matchedReports === N) ||
+        undefined,
+      120_000,
+      500,
+    );
+    const policy = await readPolicy(env);
+    const logBefore = readFileSync(ctl.logFile, "utf8").length;
+    const listsBefore = await apiserverLists(env);
+    const ctlBefore = await ctl.metrics();
+    await sleepFor(IDLE_S * 1000); // the measured period itself, not a wait for something
+    const lists = diff(await apiserverLists(env), listsBefore);
+    const ctlAfter = await ctl.metrics();
+    const warnings = readFileSync(ctl.logFile, "utf8")
+      .slice(logBefore)
+      .split("\n")
+      .filter((l) => /"level":(40|50|60)/.test(l));
+    const fetched =
+      metricValue(ctlAfter, "vuln_patcher_informer_relist_fetched_total") -
+      metricValue(ctlBefore, "vuln_patcher_informer_relist_fetched_total");
+    const metadataLists =
+      metricValue(ctlAfter, "vuln_patcher_informer_lists_total", 'kind="metadata"') -
+      metricValue(ctlBefore, "vuln_patcher_informer_lists_total", 'kind="metadata"');
+    process.stderr.write(
+      `# idle ${IDLE_S} s (resync ${RESYNC_S} s): LISTs by resource ${JSON.stringify(lists)}; metadata relists ${metadataLists}, objects fetched ${fetched}; ${warnings.length} warnings\n`,
+    );
+    for (const [resource, n] of Object.entries(lists))
+      assert.ok(n <= 3, `${resource}: ${n} LISTs in ${IDLE_S} s idle (resync ${RESYNC_S} s)`);
+    assert.ok((lists.vulnerabilityreports ?? 0) >= 1, "the reports were relisted");
+    assert.ok(metadataLists >= 1, "as metadata");
+    assert.equal(fetched, 0, "no unchanged report got in full");
+    assert.deepEqual(warnings, [], "nothing above info while idle");
+    assert.equal(
+      (await readPolicy(env)).metadata.resourceVersion,
+      policy.metadata.resourceVersion,
+      "no PatchPolicy status write",
+    );
   } finally {
     await ctl.stop();
   }
 });
+
+const RESYNC_S = 30;
+const IDLE_S = 70;
+const sleepFor = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function readPolicy(env: Env): Promise<PatchPolicy> {
+  return (await env.kubeConfig().makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+    group: "vulnpatcher.io",
+    version: "v1alpha1",
+    plural: POLICY_PLURAL,
+    namespace: "default",
+    name: "default",
+  })) as PatchPolicy;
+}
+
+/** LIST requests the apiserver has served, by resource (its own metrics). */
+async function apiserverLists(env: Env): Promise<Record<string, number>> {
+  const { body } = await rawGet(env.kubeConfig(), "/metrics", { accept: "text/plain" });
+  const out: Record<string, number> = {};
+  for (const line of body.split("\n")) {
+    if (!line.startsWith("apiserver_request_total{") || !line.includes('verb="LIST"')) continue;
+    const resource = /resource="([^"]*)"/.exec(line)?.[1] ?? "";
+    if (
+      !["vulnerabilityreports", "patchjobs", "patchpolicies", "tenantgrants", "namespaces"].includes(resource)
+    )
+      continue;
+    out[resource] = (out[resource] ?? 0) + Number(line.split(" ").pop());
+  }
+  return out;
+}
+
+function diff(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]));
+}
