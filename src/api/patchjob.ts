@@ -213,6 +213,8 @@ export interface PatchJobStatus {
   completionTime?: string;
   queuedTime?: string;
   worker?: string;
+  /** The BuildKit (address) that ran the last attempt. */
+  buildkit?: string;
   patchedImage?: { reference?: string; digest?: string; shortDigest?: string; platformDigest?: string };
   /** A platform's PatchJob: the multi-arch PatchJob that patches it with the rest of its index. */
   group?: string;

@@ -40,6 +40,18 @@ export function intFlag(name: string, value: string | undefined, def: number, mi
   return n;
 }
 
+/**
+ * --stream-replicas (or $NATS_STREAM_REPLICAS): the stream's copies in a JetStream cluster.
+ * Unset leaves an existing stream as it is (a new one gets 1).
+ */
+export function streamReplicasFlag(value: string | undefined): number | undefined {
+  const raw = flagOrEnv(value, process.env.NATS_STREAM_REPLICAS);
+  if (raw === undefined || raw === "") return undefined;
+  const n = intFlag("stream-replicas", raw, 1, 1);
+  if (n > 5) throw new UsageError(`--stream-replicas must be at most 5 (JetStream's limit), got ${n}`);
+  return n;
+}
+
 export function durationFlag(name: string, value: string | undefined, def: string): number {
   try {
     return parseDuration(value ?? def);

@@ -1,5 +1,5 @@
 // vuln-patcher controller: VulnerabilityReports -> PatchJobs -> NATS JetStream.
-import { parse, flagOrEnv, intFlag, durationFlag } from "./args.ts";
+import { parse, flagOrEnv, intFlag, durationFlag, streamReplicasFlag } from "./args.ts";
 
 import { newLogger, parseDuration, startHttpServer, UsageError } from "../util/index.ts";
 
@@ -24,6 +24,8 @@ publishes it to NATS JetStream.
   --nats-url URL               default $NATS_URL, else nats://127.0.0.1:4222
   --nats-user, --nats-password default $NATS_USER, $NATS_PASSWORD
   --nats-ca FILE               default $NATS_CA: check a tls:// NATS against this CA
+  --stream-replicas N          the stream's copies in a JetStream cluster (3 survives
+                               a node; default $NATS_STREAM_REPLICAS, else as it is)
   --namespaces a,b             namespaces to watch (default $WATCH_NAMESPACES, else all)
   --policy-namespace NS        the controller's namespace: a PatchPolicy here with allNamespaces
                                applies everywhere (default $POD_NAMESPACE, else default)
@@ -53,6 +55,7 @@ export async function controllerCommand(argv: string[]): Promise<number> {
     "nats-user": { type: "string" },
     "nats-password": { type: "string" },
     "nats-ca": { type: "string" },
+    "stream-replicas": { type: "string" },
     namespaces: { type: "string" },
     "policy-namespace": { type: "string" },
     "tag-suffix": { type: "string" },
@@ -105,9 +108,11 @@ export async function controllerCommand(argv: string[]): Promise<number> {
         log: log.child({ component: "api" }),
       })
     : undefined;
+  const streamReplicas = streamReplicasFlag(v["stream-replicas"]);
   const ctl = await startController({
     kc,
     nc,
+    ...(streamReplicas ? { streamReplicas } : {}),
     namespaces: (flagOrEnv(v.namespaces, process.env.WATCH_NAMESPACES) ?? "")
       .split(",")
       .map((s) => s.trim())

@@ -1,7 +1,7 @@
 // vuln-patcher worker: NATS -> copa on BuildKit -> verified push -> PatchJob status.
 import { hostname } from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { parse, flagOrEnv, intFlag, durationFlag } from "./args.ts";
+import { parse, flagOrEnv, intFlag, durationFlag, streamReplicasFlag } from "./args.ts";
 
 import { type Logger, newLogger, startHttpServer, UsageError } from "../util/index.ts";
 
@@ -25,10 +25,14 @@ Takes patch requests from NATS JetStream and runs copa on BuildKit for each.
   --nats-url URL                default $NATS_URL, else nats://127.0.0.1:4222
   --nats-user, --nats-password  default $NATS_USER, $NATS_PASSWORD
   --nats-ca FILE                default $NATS_CA: check a tls:// NATS against this CA
+  --stream-replicas N           the stream's copies in a JetStream cluster (3 survives
+                                a node; default $NATS_STREAM_REPLICAS, else as it is)
   --executor local|kubernetes   run copa as a child process, or as a Job per patch
                                 (default kubernetes in a cluster, else local)
   --concurrency N               patches at once in this process (default ${DEFAULT_WORKER_CONCURRENCY})
-  --buildkit-addr ADDR          tcp://host:port or unix:///path ($BUILDKIT_ADDR)
+  --buildkit-addr ADDR[,ADDR]   tcp://host:port or unix:///path ($BUILDKIT_ADDR); several:
+                                each patch on the one its source repository hashes to,
+                                the next when that one is down
   --buildkit-ca, --buildkit-cert, --buildkit-key FILE   mTLS to BuildKit
   --copa PATH                   copa binary for the local executor (default: copa on PATH,
                                 else the one make setup built)
@@ -57,6 +61,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     "nats-user": { type: "string" },
     "nats-password": { type: "string" },
     "nats-ca": { type: "string" },
+    "stream-replicas": { type: "string" },
     executor: { type: "string" },
     concurrency: { type: "string" },
     "buildkit-addr": { type: "string" },
@@ -91,6 +96,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     v["shutdown-timeout"],
     `${DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000}s`,
   );
+  const streamReplicas = streamReplicasFlag(v["stream-replicas"]);
   const graceMs = durationFlag("shutdown-grace", v["shutdown-grace"], `${DEFAULT_SHUTDOWN_GRACE_MS / 1000}s`);
   if (graceMs >= shutdownMs)
     throw new UsageError(
@@ -121,6 +127,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
       maxDeliver: intFlag("max-deliver", v["max-deliver"], DEFAULT_MAX_DELIVER, 1),
       shutdownGraceMs: graceMs,
       backoffBaseMs: durationFlag("retry-base", v["retry-base"], "10s"),
+      ...(streamReplicas ? { stream: { replicas: streamReplicas } } : {}),
     },
     log,
   });

@@ -38,6 +38,8 @@ export interface ControllerOptions {
   /** The NATS connection to publish on (or give `publisher`). */
   nc?: NatsConnection;
   publisher?: Publisher;
+  /** The stream's copies in a JetStream cluster. @default unset: 1 for a new stream, an existing one keeps its own */
+  streamReplicas?: number;
   /** Namespaces to watch; empty = all. */
   namespaces?: string[];
   settings?: ReportSettings & IndexSettings;
@@ -79,7 +81,10 @@ export interface ControllerOptions {
 }
 
 export type ResolvedControllerOptions = Required<
-  Omit<ControllerOptions, "nc" | "publisher" | "leaderElection" | "log" | "schema" | "clock">
+  Omit<
+    ControllerOptions,
+    "nc" | "publisher" | "streamReplicas" | "leaderElection" | "log" | "schema" | "clock"
+  >
 > & {
   publisher: Publisher;
   leaderElection?: Required<NonNullable<ControllerOptions["leaderElection"]>>;
@@ -101,7 +106,9 @@ function positive(name: string, v: number, min = 1): number {
 
 /** Defaults filled in and every value checked; an error names the property. */
 export function parseControllerOptions(o: ControllerOptions): ResolvedControllerOptions {
-  const publisher = o.publisher ?? (o.nc ? new JetStreamPublisher(o.nc) : undefined);
+  if (o.streamReplicas !== undefined) positive("streamReplicas", o.streamReplicas);
+  const stream = o.streamReplicas !== undefined ? { stream: { replicas: o.streamReplicas } } : {};
+  const publisher = o.publisher ?? (o.nc ? new JetStreamPublisher(o.nc, stream) : undefined);
   if (!publisher) throw new OptionsError("controller option nc (or publisher) is required");
   const le = o.leaderElection;
   return {

@@ -28,6 +28,10 @@ export function buildkitdConfig(opts: {
     `root = ${JSON.stringify(opts.root)}`,
     "[grpc]",
     `  address = [${JSON.stringify(`unix://${opts.socket}`)}]`,
+    // Its trace socket in its own root too: the default (/run/buildkit) is one per host,
+    // and a second buildkitd (several BuildKits, or two environments) could not start.
+    "[otel]",
+    `  socketPath = ${JSON.stringify(join(opts.root, "otel-grpc.sock"))}`,
     "[worker.oci]",
     "  enabled = true",
     '  snapshotter = "overlayfs"',
@@ -56,20 +60,23 @@ export async function buildkitServer(
   dir: string,
   registry: string,
   extraRegistries: string[] = [],
+  /** The environment's nth BuildKit (0 first): each its own root, socket and log. */
+  index = 0,
 ): Promise<BuildKit> {
   if (process.getuid?.() !== 0)
     throw new Error("buildkitd needs root here (the OCI worker with runc): run the tests as root");
-  const root = join(dir, "buildkit");
+  const suffix = index ? `-${index + 1}` : "";
+  const root = join(dir, `buildkit${suffix}`);
   await mkdir(root, { recursive: true });
   const socket = join(root, "buildkitd.sock");
-  const config = join(dir, "buildkitd.toml");
+  const config = join(dir, `buildkitd${suffix}.toml`);
   await writeFile(config, buildkitdConfig({ root, socket, registry, extraRegistries }));
   const addr = `unix://${socket}`;
   const runc = systemBinary("runc", "runc");
   const buildctl = goBinary("buildctl");
   const component = new Component(
     {
-      name: "buildkitd",
+      name: `buildkitd${suffix}`,
       command: goBinary("buildkitd"),
       args: ["--config", config],
       env: { ...process.env, PATH: `${dirname(runc)}:${process.env.PATH ?? ""}` },

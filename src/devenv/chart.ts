@@ -58,7 +58,7 @@ export function envValues(env: Env, images: ClusterImages): string[] {
   ].flatMap((v) => ["--set", v]);
 }
 
-/** `helm install` and wait until every Deployment of the release is available. */
+/** `helm install` and wait until every Deployment and StatefulSet of the release is ready. */
 export async function installChart(
   env: Env,
   images: ClusterImages,
@@ -98,15 +98,25 @@ export async function waitForDeployments(
 ): Promise<void> {
   const apps = kc.makeApiClient(AppsV1Api);
   await waitFor(
-    `every Deployment in ${namespace} available`,
+    `every Deployment and StatefulSet in ${namespace} ready`,
     async () => {
-      const list = await apps.listNamespacedDeployment({ namespace });
-      const notReady = list.items.filter(
-        (d) =>
-          (d.status?.availableReplicas ?? 0) < (d.spec?.replicas ?? 1) ||
-          (d.status?.updatedReplicas ?? 0) < (d.spec?.replicas ?? 1),
-      );
-      return list.items.length > 0 && notReady.length === 0;
+      const [deps, sets] = await Promise.all([
+        apps.listNamespacedDeployment({ namespace }),
+        apps.listNamespacedStatefulSet({ namespace }),
+      ]);
+      const notReady = [
+        ...deps.items.filter(
+          (d) =>
+            (d.status?.availableReplicas ?? 0) < (d.spec?.replicas ?? 1) ||
+            (d.status?.updatedReplicas ?? 0) < (d.spec?.replicas ?? 1),
+        ),
+        ...sets.items.filter(
+          (s) =>
+            (s.status?.readyReplicas ?? 0) < (s.spec?.replicas ?? 1) ||
+            (s.status?.updatedReplicas ?? 0) < (s.spec?.replicas ?? 1),
+        ),
+      ];
+      return deps.items.length > 0 && notReady.length === 0;
     },
     timeoutMs,
     500,

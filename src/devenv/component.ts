@@ -1,5 +1,6 @@
 // One process of the environment: started as a child, stopped by pid.
-import { startProcess, stopPid, type ProcessSpec, type RunningProcess } from "./process.ts";
+import { setTimeout as sleep } from "node:timers/promises";
+import { isAlive, startProcess, stopPid, type ProcessSpec, type RunningProcess } from "./process.ts";
 
 /**
  * One restartable child process: the same port and data directory on every start,
@@ -29,6 +30,20 @@ export class Component {
   async start(): Promise<this> {
     if (!this.#proc) this.#proc = await startProcess(this.#spec);
     return this;
+  }
+
+  /** SIGKILL, as a crash would: no shutdown of its own. Waits until the pid is gone; start() brings it back. */
+  async kill(): Promise<void> {
+    const p = this.#proc;
+    this.#proc = undefined;
+    if (!p) return;
+    try {
+      process.kill(p.pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
+    while (isAlive(p.pid)) await sleep(20);
+    await stopPid(p.pid, 0); // the bookkeeping (and any child left in its group)
   }
 
   async stop(): Promise<void> {

@@ -9,7 +9,7 @@ import { loadKubeConfig } from "../kube/index.ts";
 import { dockerConfigJSON } from "../registry/index.ts";
 import type { Component } from "./component.ts";
 import { startControlPlane, type ControlPlane } from "./controlplane.ts";
-import { natsServer, type NatsServer } from "./nats.ts";
+import { natsCluster, natsServer, type NatsServer } from "./nats.ts";
 import { makeRegistryAuth, registryServer, type Registry, type RegistryAuth } from "./registry.ts";
 import { ensureGoTools, goBinary, type GoComponent } from "./tools.ts";
 import { buildkitServer, type BuildKit } from "./buildkit.ts";
@@ -34,10 +34,14 @@ export interface EnvOptions {
   nats?: boolean;
   /** NATS asks for a user and password (Env.nats.auth), as the chart's does. @default false */
   natsAuth?: boolean;
+  /** A JetStream cluster of this many nats-servers instead of one (Env.nats.nodes). */
+  natsCluster?: number;
   /** docker-registry over plain HTTP. @default true */
   registry?: boolean;
   /** buildkitd (and copa on hand). Needs the registry. @default false */
   buildkit?: boolean;
+  /** With buildkit: this many buildkitds (Env.buildkits), as the chart's replicas. @default 1 */
+  buildkits?: number;
   /** Push the vulnerable Debian image and copa's tooling image into the registry. @default same as buildkit */
   images?: boolean;
   /** Keep `dir` after stop (for debugging a failed test). @default false, or true with KEEP_ENV=1 */
@@ -101,9 +105,11 @@ export interface Endpoints {
 export class Env implements AsyncDisposable {
   readonly dir: string;
   readonly controlPlane?: ControlPlane;
-  readonly nats?: NatsServer;
+  readonly nats?: NatsServer & { nodes?: NatsServer[] };
   readonly registry?: Registry;
   readonly buildkit?: BuildKit;
+  /** Every BuildKit (the first is `buildkit`). */
+  readonly buildkits: BuildKit[];
   readonly images?: SeededImages;
   readonly authRegistry?: AuthRegistry;
   readonly multiArch?: SeededIndex;
@@ -121,9 +127,10 @@ export class Env implements AsyncDisposable {
     keepDir: boolean;
     components: Component[];
     controlPlane?: ControlPlane;
-    nats?: NatsServer;
+    nats?: NatsServer & { nodes?: NatsServer[] };
     registry?: Registry;
     buildkit?: BuildKit;
+    buildkits?: BuildKit[];
     images?: SeededImages;
     authRegistry?: AuthRegistry;
     multiArch?: SeededIndex;
@@ -139,6 +146,7 @@ export class Env implements AsyncDisposable {
     this.nats = init.nats;
     this.registry = init.registry;
     this.buildkit = init.buildkit;
+    this.buildkits = init.buildkits ?? (init.buildkit ? [init.buildkit] : []);
     this.images = init.images;
     this.authRegistry = init.authRegistry;
     this.multiArch = init.multiArch;
@@ -271,12 +279,18 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
       cleanups.push(() => undoNodeHost(record));
       address = NODE_IP;
     }
-    const nats = (opts.nats ?? true) ? await natsServer(dir, address, { auth: !!opts.natsAuth }) : undefined;
+    const nats: (NatsServer & { nodes?: NatsServer[] }) | undefined = opts.natsCluster
+      ? await natsCluster(dir, opts.natsCluster, address)
+      : (opts.nats ?? true)
+        ? await natsServer(dir, address, { auth: !!opts.natsAuth })
+        : undefined;
     const registry =
       (opts.registry ?? true) || wantBuildkit || wantImages || opts.node
         ? await registryServer(dir, undefined, { address })
         : undefined;
-    const side = [nats?.component, registry?.component].filter((c): c is Component => !!c);
+    const side = [...(nats?.nodes?.map((n) => n.component) ?? [nats?.component]), registry?.component].filter(
+      (c): c is Component => !!c,
+    );
     started.push(...side);
     const [controlPlane] = await Promise.all([
       wantKube
@@ -314,13 +328,16 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
       const emulation = await ensureEmulation(["arm64"]);
       cleanups.push(() => emulation.undo());
     }
-    const buildkit = wantBuildkit
-      ? await buildkitServer(dir, registry!.host, authReg ? [authReg.registry.host] : [])
-      : undefined;
-    if (buildkit) {
-      started.push(buildkit.component);
-      await buildkit.component.start();
-    }
+    const buildkits = wantBuildkit
+      ? await Promise.all(
+          Array.from({ length: opts.buildkits ?? 1 }, (_, i) =>
+            buildkitServer(dir, registry!.host, authReg ? [authReg.registry.host] : [], i),
+          ),
+        )
+      : [];
+    started.push(...buildkits.map((b) => b.component));
+    await Promise.all(buildkits.map((b) => b.component.start()));
+    const buildkit = buildkits[0];
     const images = wantImages ? await seedRegistry(registry!.host) : undefined;
     const multiArch = opts.multiArch ? await seedMultiArch(registry!.host) : undefined;
     let authRegistry: AuthRegistry | undefined;
@@ -352,6 +369,7 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
       nats,
       registry,
       buildkit,
+      buildkits,
       images,
       authRegistry,
       multiArch,

@@ -53,3 +53,61 @@ export async function natsServer(
   });
   return { component, url: `nats://${address}:${port}`, monitorURL, ...(auth ? { auth } : {}) };
 }
+
+/**
+ * A JetStream cluster of `n` nats-servers on `address` (routes between them on loopback
+ * ports, a store each): what a production NATS is. `url` names every node, so a client
+ * fails over to the next; streams made with replicas n survive a node.
+ */
+export async function natsCluster(
+  dir: string,
+  n: number,
+  address = "127.0.0.1",
+): Promise<NatsServer & { nodes: NatsServer[] }> {
+  const ports = await Promise.all(
+    Array.from({ length: n }, async () => ({
+      client: await freePort(address),
+      route: await freePort(address),
+      monitor: await freePort(address),
+    })),
+  );
+  const routes = ports.map((p) => `nats://${address}:${p.route}`).join(",");
+  const nodes = await Promise.all(
+    ports.map(async (p, i) => {
+      const name = `node-${i + 1}`;
+      const store = join(dir, `nats-${name}`);
+      await mkdir(store, { recursive: true });
+      const monitorURL = `http://${address}:${p.monitor}`;
+      const component = new Component({
+        name: `nats-${name}`,
+        command: goBinary("nats-server"),
+        args: [
+          "-a",
+          address,
+          "-p",
+          String(p.client),
+          "-m",
+          String(p.monitor),
+          "-js",
+          "-sd",
+          store,
+          "-n",
+          name,
+          "--cluster_name",
+          "vuln-patcher-dev",
+          "--cluster",
+          `nats://${address}:${p.route}`,
+          "--routes",
+          routes,
+        ],
+        logDir: dir,
+        // The full health check: JetStream up, a meta leader known and this node's
+        // streams current. Nodes start together (each waits for a quorum); one started
+        // again is ready once it has caught up.
+        ready: async () => (await httpStatus(`${monitorURL}/healthz`)) === 200,
+      });
+      return { component, url: `nats://${address}:${p.client}`, monitorURL };
+    }),
+  );
+  return { ...nodes[0]!, url: nodes.map((x) => x.url).join(","), nodes };
+}

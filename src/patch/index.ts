@@ -2,6 +2,7 @@
 // package database, copa's argv and the meaning of its output, the executors that run it
 // (a child process, or a Job), and verification in the registry.
 export { copaArgv, type CopaOptions } from "./argv.ts";
+export { type BuilderChoice, builderKey, builderOrder, onBuilders, parseBuilderAddrs } from "./builders.ts";
 export { type CopaRequest, type Executor, LineTail, safeFileName } from "./executor.ts";
 export {
   buildJob,

@@ -75,6 +75,11 @@ export interface StreamOptions {
   duplicateWindowMs?: number;
   /** Unprocessed requests are dropped after this long (the controller's sweep re-publishes). @default 7 days */
   maxAgeMs?: number;
+  /**
+   * Copies of the stream in a JetStream cluster (3 survives one node). Unset: 1 for a new
+   * stream, and an existing stream keeps what it has, so that a process started without
+   * the option never shrinks a replicated stream.
+   */
   replicas?: number;
 }
 
@@ -95,7 +100,8 @@ export function streamConfig(o: StreamOptions = {}): Partial<StreamConfig> & { n
 export async function ensureStream(jsm: JetStreamManager, o: StreamOptions = {}): Promise<void> {
   const cfg = streamConfig(o);
   try {
-    await jsm.streams.info(STREAM);
+    const info = await jsm.streams.info(STREAM);
+    if (o.replicas === undefined) cfg.num_replicas = info.config.num_replicas;
     await jsm.streams.update(STREAM, cfg);
   } catch (err) {
     if (!isJsError(err, JsCode.StreamNotFound)) throw err;

@@ -19,6 +19,7 @@ import { DEFAULT_HEARTBEAT_MS, startHeartbeat } from "./heartbeat.ts";
 import { recordExhausted, recordFailure } from "./failure.ts";
 import { record, type RecordDeps } from "./record.ts";
 import { runAttempt, type EngineDeps } from "./run.ts";
+import { stampingClient } from "./status-writer.ts";
 
 export type HandlerOutcome = "succeeded" | "noop" | "failed" | "retry" | "dropped" | "released";
 export const HANDLER_OUTCOMES: readonly HandlerOutcome[] = [
@@ -103,7 +104,8 @@ export function patchHandler(deps: WorkerDeps): Handler {
         : deps;
       const result = await runAttempt(engine, { pj, signal, working: d.working, log });
       heartbeat.stop();
-      outcome(await record(deps, pj, result, log));
+      const client = result.builder ? stampingClient(deps.client, { buildkit: result.builder }) : deps.client;
+      outcome(await record({ ...deps, client }, pj, result, log));
       return ACK;
     } catch (err) {
       heartbeat.stop();

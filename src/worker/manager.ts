@@ -5,7 +5,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { consume, type ConsumerOptions, ensureConsumer } from "../queue/index.ts";
 import { eventRecorder, patchJobClient } from "../kube/index.ts";
-import type { Executor } from "../patch/index.ts";
+import { type Executor, parseBuilderAddrs } from "../patch/index.ts";
 import type { Credential, RegistryClient } from "../registry/index.ts";
 
 import { type Logger, silentLogger } from "../util/index.ts";
@@ -24,6 +24,7 @@ export interface WorkerOptions {
   nc: NatsConnection;
   executor: Executor;
   registry: RegistryClient;
+  /** One BuildKit address, or several comma-separated: one per replica. */
   buildkitAddr: string;
   tls?: { caCert: string; cert: string; key: string };
   identity: string;
@@ -49,10 +50,11 @@ export class WorkerOptionsError extends Error {
 /** Defaults filled in and every value checked; an error names the property. */
 export function parseWorkerOptions(o: WorkerOptions): WorkerOptions & { consumer: ConsumerOptions } {
   if (!o.buildkitAddr) throw new WorkerOptionsError("worker option buildkitAddr is required");
-  if (!/^(unix|tcp):\/\//.test(o.buildkitAddr))
-    throw new WorkerOptionsError(
-      `worker option buildkitAddr must be unix:// or tcp://, got ${JSON.stringify(o.buildkitAddr)}`,
-    );
+  for (const addr of parseBuilderAddrs(o.buildkitAddr))
+    if (!/^(unix|tcp):\/\//.test(addr))
+      throw new WorkerOptionsError(
+        `worker option buildkitAddr must be unix:// or tcp:// (several comma-separated), got ${JSON.stringify(addr)}`,
+      );
   if (!o.identity) throw new WorkerOptionsError("worker option identity is required (the pod name)");
   const consumer = { concurrency: DEFAULT_WORKER_CONCURRENCY, ...o.consumer };
   for (const k of [
@@ -93,6 +95,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     registers: [registry],
   });
   for (const k of HANDLER_OUTCOMES) patches.inc({ outcome: k }, 0);
+  const failovers = new Counter({
+    name: "vuln_patcher_buildkit_failovers_total",
+    help: "Patches moved from an unreachable BuildKit to the next replica, by the one that was down",
+    labelNames: ["buildkit"] as const,
+    registers: [registry],
+  });
   const duration = new Histogram({
     name: "vuln_patcher_patch_duration_seconds",
     help: "Time to handle a patch request",
@@ -117,6 +125,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     buildkitAddr: o.buildkitAddr,
     tls: o.tls,
     identity: o.identity,
+    onFailover: (from) => failovers.inc({ buildkit: from }),
     saveVex: vexWriter(o.kc),
     credentials: async (pj) => {
       const hosts = hostsOf(pj);

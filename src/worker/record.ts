@@ -29,10 +29,14 @@ export interface RecordDeps {
   saveVex?: (pj: PatchJob, vex: string) => Promise<string | undefined>;
 }
 
-export type RunResult =
+export type RunResult = (
   | PatchImageResult
   | { kind: "planned"; message: string; updates: PackageUpdate[] }
-  | { kind: "index"; result: PatchIndexResult };
+  | { kind: "index"; result: PatchIndexResult }
+) & {
+  /** The BuildKit that ran it (none for a dry run). */
+  builder?: string;
+};
 
 export async function record(d: RecordDeps, pj: PatchJob, r: RunResult, log: Logger): Promise<Outcome> {
   switch (r.kind) {

@@ -2,7 +2,15 @@
 // run. The request's signal reaches the executor, so copa stops when the worker does.
 import { formatImageRef, PatchError, type PatchJob, Reason } from "../api/index.ts";
 import { describePlan, sourceRef, targetRef } from "../decide/index.ts";
-import { type Executor, patchImage, patchIndex, planUpdates } from "../patch/index.ts";
+import {
+  builderKey,
+  type Executor,
+  onBuilders,
+  parseBuilderAddrs,
+  patchImage,
+  patchIndex,
+  planUpdates,
+} from "../patch/index.ts";
 import { readPackageDB, type RegistryClient } from "../registry/index.ts";
 
 import { errorMessage, type Logger } from "../util/index.ts";
@@ -12,10 +20,13 @@ import type { RunResult } from "./record.ts";
 export interface EngineDeps {
   executor: Executor;
   registry: RegistryClient;
+  /** One BuildKit, or several comma-separated (one per replica: see src/patch/builders.ts). */
   buildkitAddr: string;
   tls?: { caCert: string; cert: string; key: string };
   /** The attempt's registry credentials for copa (dockerconfigjson text). */
   dockerConfig?: string;
+  /** A patch moved from an unreachable BuildKit to the next (metrics). */
+  onFailover?: (from: string) => void;
 }
 
 export interface Attempt {
@@ -43,7 +54,6 @@ export async function runAttempt(d: EngineDeps, a: Attempt): Promise<RunResult> 
     source,
     target,
     os: spec.os,
-    buildkitAddr: d.buildkitAddr,
     tls: d.tls,
     timeout: spec.options?.timeout,
     ignoreErrors: spec.options?.ignoreErrors,
@@ -59,21 +69,12 @@ export async function runAttempt(d: EngineDeps, a: Attempt): Promise<RunResult> 
     owner: { apiVersion: pj.apiVersion, kind: pj.kind, name: pj.metadata.name, uid: pj.metadata.uid! },
     ...(d.dockerConfig !== undefined ? { dockerConfig: d.dockerConfig } : {}),
   };
-  if (image.platform === "all") {
-    if (spec.dryRun)
+  if (spec.dryRun) {
+    if (image.platform === "all")
       throw new PatchError(
         Reason.InvalidSpec,
         "a dry run of a whole index is not supported: plan one platform",
       );
-    const result = await patchIndex({
-      ...common,
-      // No platform list (a PatchJob made by hand for a whole index): every platform, update-all.
-      platforms: spec.platforms?.map((p) => ({ platform: p.platform, updates: p.updates ?? [] })),
-      publishPartial: spec.options?.publishPartial,
-    });
-    return { kind: "index", result };
-  }
-  if (spec.dryRun) {
     const src = await d.registry.manifestFor(source, image.platform);
     if (!src) throw new PatchError(Reason.ImageNotFound, `source image ${formatImageRef(source)} not found`);
     const db = await readPackageDB(d.registry, source, src.manifest.layers);
@@ -84,9 +85,37 @@ export async function runAttempt(d: EngineDeps, a: Attempt): Promise<RunResult> 
       updates: plan.needed,
     };
   }
-  return patchImage({
-    ...common,
-    platform: image.platform,
-    updates: spec.updates?.length ? spec.updates : undefined,
-  });
+  // On the BuildKit the source repository hashes to; on the next if that one is down.
+  const { result, builder } = await onBuilders(
+    parseBuilderAddrs(d.buildkitAddr),
+    builderKey(source),
+    async (buildkitAddr): Promise<RunResult> => {
+      if (image.platform !== "all")
+        return patchImage({
+          ...common,
+          buildkitAddr,
+          platform: image.platform,
+          updates: spec.updates?.length ? spec.updates : undefined,
+        });
+      const result = await patchIndex({
+        ...common,
+        buildkitAddr,
+        // No platform list (a PatchJob made by hand for a whole index): every platform, update-all.
+        platforms: spec.platforms?.map((p) => ({ platform: p.platform, updates: p.updates ?? [] })),
+        publishPartial: spec.options?.publishPartial,
+      });
+      return { kind: "index", result };
+    },
+    {
+      signal: a.signal,
+      onFailover: (from, to, err) => {
+        d.onFailover?.(from);
+        log.warn(
+          { buildkit: from, next: to, err: err.message },
+          "BuildKit unreachable: the patch goes to the next replica",
+        );
+      },
+    },
+  );
+  return { ...result, builder: builder.addr };
 }

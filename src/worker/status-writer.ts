@@ -58,3 +58,18 @@ export async function finishMembers(
   }
   return written;
 }
+
+/**
+ * The client an attempt records with: every status it writes (the PatchJob's, and an
+ * index's platforms') also carries `fields`, such as the BuildKit that ran it.
+ */
+export function stampingClient(client: PatchJobClient, fields: Partial<PatchJobStatus>): PatchJobClient {
+  return {
+    get: (ns, name) => client.get(ns, name),
+    list: (ns, selector) => client.list(ns, selector),
+    create: (pj) => client.create(pj),
+    updateSpec: (pj, spec) => client.updateSpec(pj, spec),
+    updateStatus: (pj, status) => client.updateStatus(pj, { ...status, ...fields }),
+    delete: (ns, name) => client.delete(ns, name),
+  };
+}

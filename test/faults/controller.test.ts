@@ -9,7 +9,8 @@ import { setup, type Env } from "../../src/devenv/index.ts";
 import { installAllCRDs } from "../../src/devenv/crds.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
 import { createNamespace, listPatchJobs, reportsApi } from "../../src/devenv/kube.ts";
-import { messagesIn, streamMessages } from "../support/stream.ts";
+import { messagesIn } from "../support/stream.ts";
+import { allQueuedAtLast, burstWithFault, pool, queuedOnce } from "../support/burst.ts";
 import { reportFault, restartApiserver } from "../support/faults.ts";
 import { idle } from "../support/controller.ts";
 import { makeReport } from "../fixtures/make-report.ts";
@@ -45,96 +46,29 @@ async function reconcileErrors(): Promise<number> {
   return m?.values.filter((v) => v.labels.result === "error").reduce((a, v) => a + v.value, 0) ?? 0;
 }
 
-/** Run `n` tasks, `width` at a time. */
-async function pool(n: number, width: number, task: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < n) await task(next++);
-    }),
-  );
-}
-
 test("faults - nats-server stopped and restarted during a burst of 1,000 report updates: every PatchJob Queued at its last generation, no message lost, none twice", async (t) => {
   const ns = "fault-nats";
   const kc = env.kubeConfig();
-  await createNamespace(kc, ns);
-  const reports = reportsApi(kc);
+  const nats = env.nats!.component;
   const REPORTS = 100;
   const ROUNDS = 10;
-  await pool(REPORTS, 8, async (i) => {
-    await reports.create(makeReport({ name: `r${i}`, namespace: ns, tag: `t${i}` }));
+  // NATS goes down after 300 updates and comes back after 700.
+  const b = await burstWithFault(kc, ns, {
+    reports: REPORTS,
+    rounds: ROUNDS,
+    fault: () => nats.stop(),
+    undo: async () => void (await nats.start()),
   });
-  // 1,000 updates: every round changes each report's liblzma5 fix, so each is a new
-  // generation of its PatchJob. NATS goes down after 300 and comes back after 700.
-  const total = REPORTS * ROUNDS;
-  let done = 0;
-  let natsDownAt = -1;
-  let natsUpAt = -1;
-  const failures: string[] = [];
-  const nats = env.nats!.component;
-  const chaos = (async () => {
-    await waitFor("300 updates", async () => done >= 300 || undefined, 120_000, 50);
-    natsDownAt = done;
-    await nats.stop();
-    await waitFor("700 updates", async () => done >= 700 || undefined, 120_000, 50);
-    natsUpAt = done;
-    await nats.start();
-  })();
-  await pool(total, 8, async (k) => {
-    const i = k % REPORTS;
-    const round = Math.floor(k / REPORTS) + 1;
-    try {
-      await reports.jsonPatch(ns, `r${i}`, [
-        {
-          op: "replace",
-          path: "/report/results/0/vulnerabilities/0/fixedVersions",
-          value: [`5.4.1-1+deb12u${2 + round}`],
-        },
-      ]);
-    } catch (err) {
-      failures.push(`r${i} round ${round}: ${(err as Error).message}`);
-    }
-    done++;
-  });
-  await chaos;
-  assert.deepEqual(failures, [], "every update was accepted by the apiserver");
-
-  const pjs = await waitFor(
-    `${REPORTS} PatchJobs Queued at the last generation with the last fix`,
-    async () => {
-      const list = await listPatchJobs(kc, ns);
-      return list.length === REPORTS &&
-        list.every(
-          (p) =>
-            p.status?.phase === "Queued" &&
-            p.status.observedGeneration === p.metadata.generation &&
-            p.spec.updates?.find((u) => u.name === "liblzma5")?.fixedVersion ===
-              `5.4.1-1+deb12u${2 + ROUNDS}`,
-        )
-        ? list
-        : undefined;
-    },
-    180_000,
-    1000,
-  );
+  const pjs = await allQueuedAtLast(kc, ns, REPORTS, ROUNDS);
   await idle(ctl);
-  const msgs = await streamMessages(env.natsURL, ns);
-  const ids = msgs.map((m) => `${m.uid}/${m.generation}`);
-  const dupes = ids.filter((id, i) => ids.indexOf(id) !== i);
-  assert.deepEqual(dupes, [], "no (PatchJob, generation) published twice");
-  const lost = pjs.filter((p) => !ids.includes(`${p.metadata.uid}/${p.metadata.generation}`));
-  assert.deepEqual(
-    lost.map((p) => p.metadata.name),
-    [],
-    "every PatchJob's last generation is on the stream",
-  );
-  const generations = pjs.reduce((a, p) => a + (p.metadata.generation ?? 1), 0);
+  const q = await queuedOnce(env.natsURL, ns, pjs);
+  assert.deepEqual(q.dupes, [], "no (PatchJob, generation) published twice");
+  assert.deepEqual(q.lost, [], "every PatchJob's last generation is on the stream");
   reportFault(t, {
     fault: "nats-restart-during-burst",
-    injected: `nats-server stopped after update ${natsDownAt} of ${total}, restarted after update ${natsUpAt}`,
+    injected: `nats-server stopped after update ${b.faultAt} of ${b.total}, restarted after update ${b.undoneAt}`,
     expected: `${REPORTS} PatchJobs Queued at their last generation; each last generation on the stream once; no duplicates`,
-    observed: `${pjs.length} Queued at their last generation (${generations} generations in all); ${msgs.length} messages, ${dupes.length} duplicates, ${lost.length} last generations missing`,
+    observed: `${pjs.length} Queued at their last generation (${q.generations} generations in all); ${q.messages} messages, ${q.dupes.length} duplicates, ${q.lost.length} last generations missing`,
   });
 });
 

@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { X509Certificate } from "node:crypto";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { defaultPolicy } from "../../src/api/index.ts";
 import { loadKubeConfig, statusCode } from "../../src/kube/index.ts";
@@ -67,7 +68,12 @@ test("chart - what each value set renders", async () => {
   const worker = find(def, "Deployment", "-worker")!;
   const args: string[] = worker.spec.template.spec.containers[0].args;
   assert.ok(args.includes("--executor=kubernetes"));
-  assert.ok(args.includes(`--buildkit-addr=tcp://vp-vuln-patcher-buildkit.${NS}.svc:1234`));
+  assert.ok(
+    args.includes(
+      `--buildkit-addr=tcp://vp-vuln-patcher-buildkit-0.vp-vuln-patcher-buildkit-headless.${NS}.svc:1234`,
+    ),
+    "one BuildKit replica, by name",
+  );
   // The worker's own client certificate, copied into each copa Job's Secret.
   assert.ok(args.includes("--buildkit-ca=/certs/ca.crt"));
   assert.ok(args.includes(`--job-namespace=${NS}-copa`));
@@ -89,7 +95,7 @@ test("chart - what each value set renders", async () => {
     "generated mTLS certificates",
   );
   assert.ok(find(def, "StatefulSet", "-nats"), "our own NATS when no URL is given");
-  const bk = find(def, "Deployment", "-buildkit")!.spec.template.spec.containers[0];
+  const bk = find(def, "StatefulSet", "-buildkit")!.spec.template.spec.containers[0];
   assert.equal(bk.securityContext.privileged, true);
   assert.ok(bk.args.includes("--tlscacert=/certs/ca.crt"));
   for (const d of ["-controller", "-worker"]) {
@@ -115,7 +121,7 @@ test("chart - what each value set renders", async () => {
   const off = await render("tls-off");
   assert.equal(find(off, "Secret", "-buildkit-server"), undefined);
   assert.ok(
-    !find(off, "Deployment", "-buildkit")!.spec.template.spec.containers[0].args.some((a: string) =>
+    !find(off, "StatefulSet", "-buildkit")!.spec.template.spec.containers[0].args.some((a: string) =>
       a.startsWith("--tls"),
     ),
   );
@@ -126,7 +132,7 @@ test("chart - what each value set renders", async () => {
   );
 
   assert.equal(
-    find(def, "Deployment", "-buildkit")!.spec.template.spec.initContainers,
+    find(def, "StatefulSet", "-buildkit")!.spec.template.spec.initContainers,
     undefined,
     "no binfmt registration by default",
   );
@@ -136,7 +142,7 @@ test("chart - what each value set renders", async () => {
     ),
   );
   const arch = await render("multi-arch");
-  const init = find(arch, "Deployment", "-buildkit")!.spec.template.spec.initContainers;
+  const init = find(arch, "StatefulSet", "-buildkit")!.spec.template.spec.initContainers;
   assert.equal(init?.length, 1);
   assert.deepEqual(init[0].args, ["--install", "arm64,arm/v7"]);
   assert.equal(init[0].securityContext.privileged, true);
@@ -168,6 +174,24 @@ test("chart - what each value set renders", async () => {
   assert.equal(find(multi, "Deployment", "-controller")?.spec.replicas, 3);
   assert.equal(find(multi, "Deployment", "-worker")?.spec.replicas, 5);
   assert.equal(find(multi, "StatefulSet", "-nats"), undefined, "no NATS of our own with an external URL");
+  // Several BuildKits: a StatefulSet, each replica named to the workers, and the server
+  // certificate good for every replica's name.
+  const bks = find(multi, "StatefulSet", "-buildkit")!;
+  assert.equal(bks.spec.replicas, 3);
+  assert.equal(bks.spec.serviceName, "vp-vuln-patcher-buildkit-headless");
+  assert.equal(find(multi, "Service", "-buildkit-headless")?.spec.clusterIP, "None");
+  const addrArg = (
+    find(multi, "Deployment", "-worker")!.spec.template.spec.containers[0].args as string[]
+  ).find((a) => a.startsWith("--buildkit-addr="))!;
+  assert.deepEqual(
+    addrArg.slice("--buildkit-addr=".length).split(","),
+    [0, 1, 2].map(
+      (i) => `tcp://vp-vuln-patcher-buildkit-${i}.vp-vuln-patcher-buildkit-headless.${NS}.svc:1234`,
+    ),
+  );
+  const crt = Buffer.from(find(multi, "Secret", "-buildkit-server")!.data["tls.crt"], "base64").toString();
+  const san = new X509Certificate(crt).subjectAltName ?? "";
+  assert.ok(san.includes(`DNS:*.vp-vuln-patcher-buildkit-headless.${NS}.svc`), san);
   assert.equal(multi.filter((d) => d.kind === "ServiceMonitor").length, 2);
   const env = find(multi, "Deployment", "-worker")!.spec.template.spec.containers[0].env;
   assert.ok(

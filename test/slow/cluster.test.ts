@@ -163,7 +163,7 @@ test("cluster - the chart's security contexts hold in the running containers: no
     "-n",
     NS,
     "exec",
-    "deploy/vp-vuln-patcher-buildkit",
+    "statefulset/vp-vuln-patcher-buildkit",
     "--",
     "grep",
     "CapEff",

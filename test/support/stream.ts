@@ -4,7 +4,7 @@ import { STREAM } from "../../src/queue/index.ts";
 
 /** Messages now in the patch stream (nothing consumes them in controller tests), and the total ever stored. */
 export async function streamState(natsURL: string): Promise<{ messages: number; lastSeq: number }> {
-  const nc = await connect({ servers: natsURL });
+  const nc = await connect({ servers: natsURL.split(",") });
   try {
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(STREAM).catch(() => undefined);
@@ -16,7 +16,7 @@ export async function streamState(natsURL: string): Promise<{ messages: number; 
 
 /** Messages in the stream per subject, for subjects under `vulnpatcher.patch.<namespace>.`. */
 export async function messagesIn(natsURL: string, namespace: string): Promise<number> {
-  const nc = await connect({ servers: natsURL });
+  const nc = await connect({ servers: natsURL.split(",") });
   try {
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams
@@ -30,13 +30,13 @@ export async function messagesIn(natsURL: string, namespace: string): Promise<nu
 
 /**
  * Every patch request now in the stream for a namespace, in order. Read message by
- * message (Debian's nats-server 2.9 has no ordered pull consumers).
+ * message, by sequence number, so that a gap would show.
  */
 export async function streamMessages(
   natsURL: string,
   namespace: string,
 ): Promise<Array<{ name: string; uid: string; generation: number; msgID?: string }>> {
-  const nc = await connect({ servers: natsURL });
+  const nc = await connect({ servers: natsURL.split(",") });
   try {
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(STREAM).catch(() => undefined);

@@ -29,8 +29,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (not .Values.nats.url) .Values.nats.install.auth -}}{{ include "vp.fullname" . }}-nats-auth{{- else -}}{{ .Values.nats.credentialsSecret }}{{- end -}}
 {{- end -}}
 
+{{/* Every BuildKit replica by name (the StatefulSet's pods), comma-separated: the worker picks one per patch. */}}
 {{- define "vp.buildkitAddr" -}}
-{{- if .Values.buildkit.enabled -}}tcp://{{ include "vp.fullname" . }}-buildkit.{{ .Release.Namespace }}.svc:{{ .Values.buildkit.port }}{{- else -}}{{ required "buildkit.address is required when buildkit.enabled is false" .Values.buildkit.address }}{{- end -}}
+{{- if .Values.buildkit.enabled -}}
+{{- $fullname := include "vp.fullname" . -}}
+{{- $addrs := list -}}
+{{- range $i := until (int .Values.buildkit.replicas) -}}
+{{- $addrs = append $addrs (printf "tcp://%s-buildkit-%d.%s-buildkit-headless.%s.svc:%v" $fullname $i $fullname $.Release.Namespace $.Values.buildkit.port) -}}
+{{- end -}}
+{{- join "," $addrs -}}
+{{- else -}}{{ required "buildkit.address is required when buildkit.enabled is false" .Values.buildkit.address }}{{- end -}}
 {{- end -}}
 
 {{- define "vp.jobNamespace" -}}
@@ -46,6 +54,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "vp.natsEnv" -}}
 - name: NATS_URL
   value: {{ include "vp.natsURL" . | quote }}
+{{- if .Values.nats.streamReplicas }}
+- name: NATS_STREAM_REPLICAS
+  value: {{ .Values.nats.streamReplicas | quote }}
+{{- end }}
 {{- with include "vp.natsAuthSecret" . }}
 - name: NATS_USER
   valueFrom: { secretKeyRef: { name: {{ . }}, key: user } }
