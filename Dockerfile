@@ -1,13 +1,15 @@
 # vuln-patcher (controller, worker and CLI), on Node 24.
 # Build:  docker build -t vuln-patcher .   (or: buildctl build --frontend dockerfile.v0 --local context=. --local dockerfile=.)
 # The stages `copa` and `build` download (Go modules, npm packages); a builder without
-# network can supply them as named contexts (--build-context copa=DIR with out/copa,
+# network can supply them as named contexts (--build-context copa=DIR with out/copa and out/cosign,
 # build=DIR with src/{package.json,node_modules,dist}): src/devenv/cluster-images.ts does.
 FROM golang:1.26-bookworm AS copa
 WORKDIR /build
 COPY scripts/build-tools.sh ./
 # copa for the local executor (`worker --executor local`); Jobs use the copa runner image.
-RUN VULN_PATCHER_CACHE=/cache ./build-tools.sh copa && mkdir /out && cp -L /cache/bin/copa /out/copa
+# cosign signs what the workers publish (--signing-key), whatever the executor.
+RUN VULN_PATCHER_CACHE=/cache ./build-tools.sh copa cosign && mkdir /out \
+  && cp -L /cache/bin/copa /out/copa && cp -L /cache/bin/cosign /out/cosign
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /src
@@ -23,6 +25,7 @@ FROM node:24-bookworm-slim
 # util-linux: setpriv, so a local copa dies with its worker.
 RUN apt-get update && apt-get install -y --no-install-recommends util-linux ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=copa /out/copa /usr/local/bin/copa
+COPY --from=copa /out/cosign /usr/local/bin/cosign
 WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules node_modules

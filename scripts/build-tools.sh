@@ -5,7 +5,7 @@
 # them) from the
 # Go module proxy, each from a small generated wrapper module, and caches the
 # binaries by version outside the repository. A second run with the binaries in
-# place does nothing. Usage: scripts/build-tools.sh [kube|etcd|nats|buildkit|copa|helm|node ...]
+# place does nothing. Usage: scripts/build-tools.sh [kube|etcd|nats|buildkit|copa|helm|cosign|node ...]
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-1.36.3}
@@ -16,6 +16,7 @@ CONTAINERD_VERSION=${CONTAINERD_VERSION:-2.3.7}
 COREDNS_VERSION=${COREDNS_VERSION:-1.15.0}
 ETCD_VERSION=${ETCD_VERSION:-3.6.16}
 NATS_VERSION=${NATS_VERSION:-2.15.2}
+COSIGN_VERSION=${COSIGN_VERSION:-3.1.3}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${VULN_PATCHER_CACHE:-$HOME/.cache/vuln-patcher}
@@ -237,11 +238,31 @@ GO
   install_bins out "v$v" helm
 }
 
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(kube etcd nats buildkit copa helm node)
+# cosign: signs the patched images and attests their VEX and provenance (Sigstore).
+build_cosign() {
+  local v=$COSIGN_VERSION
+  have "v$v" cosign && return 0
+  log "cosign $v: building"
+  local dir="$CACHE/build/cosign-$v"; wrapper "$dir"
+  cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "github.com/sigstore/cosign/v3/cmd/cosign"
+GO
+  go mod edit -require="github.com/sigstore/cosign/v3@v$v"
+  go mod tidy >/dev/null
+  go build -trimpath -ldflags "-s -w -X sigs.k8s.io/release-utils/version.gitVersion=v$v" -o out/cosign \
+    github.com/sigstore/cosign/v3/cmd/cosign
+  install_bins out "v$v" cosign
+}
+
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(kube etcd nats buildkit copa helm cosign node)
 for t in "${targets[@]}"; do
   case $t in
-    kube|etcd|nats|buildkit|copa|helm|node) ;;
-    *) echo "unknown component: $t (kube, etcd, nats, buildkit, copa, helm, node)" >&2; exit 2 ;;
+    kube|etcd|nats|buildkit|copa|helm|cosign|node) ;;
+    *) echo "unknown component: $t (kube, etcd, nats, buildkit, copa, helm, cosign, node)" >&2; exit 2 ;;
   esac
   start=$SECONDS
   # One builder per component at a time, across processes (CI and a test may both ask).

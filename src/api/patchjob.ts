@@ -73,6 +73,12 @@ export const Reason = {
   Timeout: "Timeout",
   CopaFailed: "CopaFailed",
   VerificationFailed: "VerificationFailed",
+  /** Signing: no signing key where the worker was told to find it (or it does not open). */
+  SigningKeyMissing: "SigningKeyMissing",
+  /** Signing: the registry refused the signature or an attestation. */
+  SignatureRefused: "SignatureRefused",
+  /** Signing or attesting failed otherwise (cosign's message says why). */
+  SigningFailed: "SigningFailed",
   /** A blob whose content does not have the digest it was asked for: not used. */
   BlobDigestMismatch: "BlobDigestMismatch",
   /** An image over a read limit (layer or file size, entries): not read further. */
@@ -225,7 +231,8 @@ export interface PatchJobStatus {
   fixedCVEsTruncated?: boolean;
   /** A dry run (phase Planned): the updates that would be made, with the CVEs each fixes. */
   plannedUpdates?: PackageUpdate[];
-  vexConfigMap?: string;
+  /** The published image's signature and attestations (docs/signing.md). */
+  signature?: { digest: string; attestations: string[] };
   conditions?: Condition[];
 }
 

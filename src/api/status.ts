@@ -121,7 +121,7 @@ export interface Outcome {
   patchedImage?: { reference: string; digest: string };
   vulnerabilities?: VulnerabilityCounts;
   fixedCVEs?: string[];
-  vexConfigMap?: string;
+  signature?: { digest: string; attestations: string[] };
 }
 
 function finish(
@@ -145,7 +145,7 @@ function finish(
     ...(cves
       ? { fixedCVEs: cves.slice(0, MAX_FIXED_CVES), fixedCVEsTruncated: cves.length > MAX_FIXED_CVES }
       : {}),
-    ...(outcome.vexConfigMap ? { vexConfigMap: outcome.vexConfigMap } : {}),
+    ...(outcome.signature ? { signature: outcome.signature } : {}),
     conditions: setCondition(
       pj.status?.conditions,
       {
@@ -229,7 +229,7 @@ export function statusForGeneration(
     fixedCVEs: _f,
     fixedCVEsTruncated: _t,
     plannedUpdates: _u,
-    vexConfigMap: _v,
+    signature: _v,
     ...kept
   } = s;
   const base = current ? s : kept;

@@ -23,6 +23,10 @@ const commands: Record<string, Command> = {
     summary: "patch one image now (copa on BuildKit) and print a before/after summary",
     run: async (a) => (await import("./patch.ts")).patchCommand(a),
   },
+  verify: {
+    summary: "check a patched image's signature and its VEX and provenance attestations",
+    run: async (a) => (await import("./verify.ts")).verifyCommand(a),
+  },
   server: {
     summary: "serve the HTTP API and the web UI (Kubernetes tokens, RBAC-checked)",
     run: async (a) => (await import("./server.ts")).serverCommand(a),

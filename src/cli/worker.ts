@@ -1,9 +1,10 @@
 // vuln-patcher worker: NATS -> copa on BuildKit -> verified push -> PatchJob status.
+import { execFileSync } from "node:child_process";
 import { hostname } from "node:os";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { parse, flagOrEnv, intFlag, durationFlag, streamReplicasFlag } from "./args.ts";
 
-import { type Logger, newLogger, startHttpServer, UsageError } from "../util/index.ts";
+import { findTool, type Logger, newLogger, startHttpServer, UsageError } from "../util/index.ts";
 
 import { loadKubeConfig } from "../kube/index.ts";
 import {
@@ -12,7 +13,7 @@ import {
   DEFAULT_MAX_DELIVER,
   DEFAULT_SHUTDOWN_GRACE_MS,
 } from "../queue/index.ts";
-import { DEFAULT_WORKER_CONCURRENCY, startWorker } from "../worker/index.ts";
+import { DEFAULT_WORKER_CONCURRENCY, startWorker, type WorkerOptions } from "../worker/index.ts";
 import { CERTS_DIR, kubernetesExecutor, localExecutor } from "../patch/index.ts";
 import { dockerConfigDirCredentials, RegistryClient } from "../registry/index.ts";
 import { DEFAULT_SHUTDOWN_TIMEOUT_MS, bounded, closeNats, exitSoon, onShutdown } from "./shutdown.ts";
@@ -34,6 +35,9 @@ Takes patch requests from NATS JetStream and runs copa on BuildKit for each.
                                 each patch on the one its source repository hashes to,
                                 the next when that one is down
   --buildkit-ca, --buildkit-cert, --buildkit-key FILE   mTLS to BuildKit
+  --signing-key FILE|URI        sign every published image with cosign and attest its VEX
+                                and provenance ($COSIGN_KEY; the password in $COSIGN_PASSWORD);
+                                unsigned, an image keeps only its staging tag
   --copa PATH                   copa binary for the local executor (default: copa on PATH,
                                 else the one make setup built)
   --copa-image REF              the copa runner image for Jobs ($COPA_IMAGE)
@@ -65,6 +69,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     executor: { type: "string" },
     concurrency: { type: "string" },
     "buildkit-addr": { type: "string" },
+    "signing-key": { type: "string" },
     "buildkit-ca": { type: "string" },
     "buildkit-cert": { type: "string" },
     "buildkit-key": { type: "string" },
@@ -121,6 +126,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     buildkitAddr,
     tls,
     identity,
+    ...signingFromFlags(v),
     consumer: {
       concurrency: intFlag("concurrency", v.concurrency, DEFAULT_WORKER_CONCURRENCY, 1),
       ackWaitMs: durationFlag("ack-wait", v["ack-wait"], `${DEFAULT_ACK_WAIT_MS / 1000}s`),
@@ -209,4 +215,29 @@ function executorFromFlags(
           log,
         });
   return { executor, executorKind, buildkitAddr, tls };
+}
+
+/** --signing-key: cosign signs each published image (docs/signing.md). */
+function signingFromFlags(v: Record<string, unknown>): Pick<WorkerOptions, "signing" | "tools"> {
+  const key = flagOrEnv(v["signing-key"] as string | undefined, process.env.COSIGN_KEY);
+  if (!key) return {};
+  const copaImage = flagOrEnv(v["copa-image"] as string | undefined, process.env.COPA_IMAGE);
+  return {
+    signing: {
+      key,
+      ...(process.env.COSIGN_PASSWORD !== undefined ? { password: process.env.COSIGN_PASSWORD } : {}),
+      insecureHosts: (v["insecure-registry"] as string[] | undefined) ?? [],
+    },
+    tools: { copa: copaVersion(v["copa"] as string | undefined) ?? copaImage },
+  };
+}
+
+/** `copa --version` of the local copa, when there is one. */
+function copaVersion(explicit?: string): string | undefined {
+  try {
+    const out = execFileSync(findTool("copa", explicit), ["--version"], { timeout: 10_000 }).toString();
+    return /version\s+(\S+)/.exec(out)?.[1];
+  } catch {
+    return undefined;
+  }
 }

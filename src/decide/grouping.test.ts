@@ -196,7 +196,7 @@ test("group - a grouped member is Queued with reason Grouped, for its own genera
 
 test("naming - copa's staging tags are recognised, ordinary tags are not", async () => {
   const { isStagingTag } = await import("./naming.ts");
-  const { stagingTag } = await import("../patch/patch-index.ts");
+  const { stagingTag } = await import("../patch/staging.ts");
   for (const t of [
     "12-patched-vp-staging",
     "12-patched-vp-staging-arm64",

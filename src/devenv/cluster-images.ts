@@ -243,6 +243,7 @@ export async function buildClusterImages(o: {
   await mkdir(join(ctx, "copa", "out"), { recursive: true });
   await mkdir(join(ctx, "buildkit", "out"), { recursive: true });
   await copyFile(goBinary("copa"), join(ctx, "copa", "out", "copa"));
+  await copyFile(goBinary("cosign"), join(ctx, "copa", "out", "cosign"));
   for (const b of ["buildkitd", "buildctl"]) await copyFile(goBinary(b), join(ctx, "buildkit", "out", b));
   const t0 = Date.now();
   await pushBaseImages(o.registry);

@@ -260,7 +260,7 @@ export async function setup(opts: EnvOptions = {}): Promise<Env> {
   const wantImages = opts.images ?? wantBuildkit;
   if (wantKube) tools.push("kube", "etcd");
   if (opts.nats ?? true) tools.push("nats");
-  if (wantBuildkit) tools.push("buildkit", "copa");
+  if (wantBuildkit) tools.push("buildkit", "copa", "cosign");
   if (opts.node) {
     if (!wantKube) throw new Error("node needs kube");
     tools.push("node");

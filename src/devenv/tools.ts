@@ -15,7 +15,7 @@ export const REPO_ROOT = projectRoot();
 
 export { cacheDir };
 
-export type GoComponent = "kube" | "etcd" | "nats" | "buildkit" | "copa" | "helm" | "node";
+export type GoComponent = "kube" | "etcd" | "nats" | "buildkit" | "copa" | "helm" | "cosign" | "node";
 
 const BINARIES: Record<GoComponent, string[]> = {
   kube: ["kube-apiserver", "kube-controller-manager", "kubectl"],
@@ -24,6 +24,7 @@ const BINARIES: Record<GoComponent, string[]> = {
   buildkit: ["buildkitd", "buildctl"],
   copa: ["copa"],
   helm: ["helm"],
+  cosign: ["cosign"],
   node: [
     "kubelet",
     "kube-scheduler",

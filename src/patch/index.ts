@@ -25,6 +25,8 @@ export {
   patchImage,
   type PatchImageInput,
   type PatchImageResult,
+  type ImageSigner,
+  type PatchedFacts,
   type Stage,
   updateAllVerification,
 } from "./patch-image.ts";
@@ -37,6 +39,20 @@ export {
   type PatchIndexResult,
   platformKey,
   type PlatformOutcome,
-  stagingTag,
 } from "./patch-index.ts";
+export { stagingTag } from "./staging.ts";
+export {
+  type Attestation,
+  CosignSigner,
+  DEFAULT_COSIGN_TIMEOUT_MS,
+  OPENVEX_TYPE,
+  PROVENANCE_TYPE,
+  type SignatureInfo,
+  type SignContext,
+  type SignerOptions,
+  signingError,
+  type VerifiedImage,
+  VerifyError,
+  verifyImage,
+} from "./sign.ts";
 export { type Plan, planUpdates, schemeFor, type Verification, verifyUpdates } from "./plan.ts";

@@ -17,10 +17,28 @@ import { copaArgv } from "./argv.ts";
 import type { Executor } from "./executor.ts";
 import { classifyCopaRun, type CopaVerdict } from "./outcome.ts";
 import { planUpdates, verifyUpdates, type Plan, type Verification } from "./plan.ts";
+import type { SignatureInfo } from "./sign.ts";
+import { stagingTag } from "./staging.ts";
 
 import { parseDuration } from "../util/index.ts";
 
-export type Stage = "resolve" | "plan" | "adopt" | "copa" | "verify";
+export type Stage = "resolve" | "plan" | "adopt" | "copa" | "verify" | "sign";
+
+/** What a signer is told of a patched image (the worker turns it into attestations). */
+export interface PatchedFacts {
+  sourceDigest: string;
+  patchedDigest: string;
+  plan?: Plan;
+  verification: Verification;
+  /** copa's OpenVEX document, when the executor returns it. */
+  vex?: string;
+}
+
+/**
+ * Signs an image by digest (and attaches attestations); throws PatchError with a signing
+ * reason. With one, copa pushes to a staging tag and the image gets its tag only once signed.
+ */
+export type ImageSigner = (image: ImageRef, facts: PatchedFacts) => Promise<SignatureInfo>;
 
 /** copa's own --timeout when the spec gives none. @default "10m" */
 export const DEFAULT_COPA_TIMEOUT = "10m";
@@ -50,6 +68,8 @@ export interface EngineInput {
   owner?: { apiVersion: string; kind: string; name: string; uid: string };
   /** The registry credentials copa uses for this run (dockerconfigjson text); `registry` carries the same. */
   dockerConfig?: string;
+  /** Sign what is published; unsigned, nothing gets the target tag. @default no signing */
+  sign?: ImageSigner;
 }
 
 export interface PatchImageInput extends EngineInput {
@@ -76,6 +96,8 @@ export type PatchImageResult =
       verification: Verification;
       vex?: string;
       copaMs?: number;
+      /** Set when the image was signed (EngineInput.sign). */
+      signature?: SignatureInfo;
     })
   | (Common & { kind: "noop"; message: string });
 
@@ -222,11 +244,16 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
       message: `nothing to update: ${src.plan.satisfied.length} planned updates already in the image, ${src.plan.absent.length} packages not installed`,
     };
   const adopted = await adoptExisting(input, platform, src);
-  if (adopted) return adopted;
+  // An adopted image is signed again: whatever holds the tag must be signed.
+  if (adopted) return adopted.kind === "patched" && input.sign ? signed(input, adopted) : adopted;
   const manifest = manifestFor(input, platform, src);
   const timeout = input.timeout ?? DEFAULT_COPA_TIMEOUT;
   const source: ImageRef = { ...input.source, digest: src.digest };
-  input.onProgress?.("copa", `copa patch ${formatImageRef(source)} -> ${formatImageRef(input.target)}`);
+  // Signing on: copa pushes to a staging tag; the target tag comes after the signature.
+  const pushTo: ImageRef = input.sign
+    ? { ...input.target, tag: stagingTag(input.target.tag ?? "latest") }
+    : input.target;
+  input.onProgress?.("copa", `copa patch ${formatImageRef(source)} -> ${formatImageRef(pushTo)}`);
   const run = await input.executor.run({
     id: input.id,
     manifest,
@@ -239,7 +266,7 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
     args: (paths) =>
       copaArgv({
         image: source,
-        target: input.target,
+        target: pushTo,
         buildkitAddr: input.buildkitAddr,
         manifestPath: paths.manifest,
         vexPath: paths.vex,
@@ -251,7 +278,44 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
   const verdict = classifyCopaRun(run, timeout);
   if (verdict.kind === "failed")
     throw new PatchError(verdict.reason, verdict.message, { transient: verdict.transient });
-  return verifyPushed(input, platform, src, { verdict, vex: run.vex, durationMs: run.durationMs });
+  const pushed = await verifyPushed({ ...input, target: pushTo }, platform, src, {
+    verdict,
+    vex: run.vex,
+    durationMs: run.durationMs,
+  });
+  if (pushed.kind !== "patched" || !input.sign) return pushed;
+  return publishSigned(input, pushTo, await signed(input, pushed));
+}
+
+async function signed(
+  input: PatchImageInput,
+  r: Extract<PatchImageResult, { kind: "patched" }>,
+): Promise<Extract<PatchImageResult, { kind: "patched" }>> {
+  input.onProgress?.("sign", `signing ${r.patchedDigest} and attesting its VEX and provenance`);
+  const image: ImageRef = {
+    registry: input.target.registry,
+    repository: input.target.repository,
+    digest: r.patchedDigest,
+  };
+  const signature = await input.sign!(image, {
+    sourceDigest: r.sourceDigest,
+    patchedDigest: r.patchedDigest,
+    plan: r.plan,
+    verification: r.verification,
+    vex: r.vex,
+  });
+  return { ...r, signature };
+}
+
+/** The signed image from its staging tag to the target tag (the same repository: only the manifest moves). */
+async function publishSigned(
+  input: PatchImageInput,
+  staging: ImageRef,
+  r: Extract<PatchImageResult, { kind: "patched" }>,
+): Promise<PatchImageResult> {
+  const m = await input.registry.manifestBytes(staging, r.patchedDigest);
+  await input.registry.putManifest(input.target, m.mediaType, m.bytes);
+  return { ...r, patchedRef: formatImageRef(input.target) };
 }
 
 /** In update-all mode there is no plan: what changed is what was fixed. */

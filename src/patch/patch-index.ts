@@ -14,7 +14,6 @@
 //
 // Attestation entries (platform unknown/unknown) are not carried over: they attest the
 // source manifests, and a statement about those is false of the patched ones.
-import { createHash } from "node:crypto";
 import {
   formatImageRef,
   type ImageRef,
@@ -48,6 +47,8 @@ import {
   updateAllVerification,
   type EngineInput,
 } from "./patch-image.ts";
+import { stagingTag } from "./staging.ts";
+import type { SignatureInfo } from "./sign.ts";
 
 export interface IndexPlatformRequest {
   platform: string;
@@ -90,6 +91,8 @@ export interface PatchIndexResult {
   reason?: Reason;
   message: string;
   copaMs?: number;
+  /** Set when the index was signed (EngineInput.sign). */
+  signature?: SignatureInfo;
 }
 
 export function platformKey(p: Platform): string {
@@ -234,14 +237,17 @@ async function publishVerified(
   planned: Planned[],
   staging: ImageRef,
   noop: string | undefined,
+  sourceIndexDigest: string,
 ): Promise<Omit<PatchIndexResult, "sourceIndexDigest" | "adopted" | "copaMs">> {
   const reg = input.registry;
+  let signature: SignatureInfo | undefined;
   const patchedRef = formatImageRef(input.target);
   input.onProgress?.(
     "verify",
     `reading ${formatImageRef(staging)} back from the registry, platform by platform`,
   );
   const v = await verifyIndex(input, planned, { adopting: false, at: staging });
+  if (v && input.sign) signature = await signIndex(input, sourceIndexDigest, v);
   if (!v) {
     if (noop !== undefined) return { kind: "noop", patchedRef, platforms: planned.map(kept), message: noop };
     throw new PatchError(
@@ -259,7 +265,38 @@ async function publishVerified(
       `published ${v.indexDigest} to ${patchedRef} but it holds ${back?.digest ?? "nothing"}`,
     );
   input.onProgress?.("verify", `published ${patchedRef}@${v.indexDigest}`);
-  return { ...v, patchedRef, message: v.message.replace(formatImageRef(staging), patchedRef) };
+  return {
+    ...v,
+    patchedRef,
+    message: v.message.replace(formatImageRef(staging), patchedRef),
+    ...(signature ? { signature } : {}),
+  };
+}
+
+/** Signing on: the verified index is signed (with what its platforms' verifications say) before it gets its tag. */
+async function signIndex(
+  input: PatchIndexInput,
+  sourceIndexDigest: string,
+  v: { indexDigest?: string; platforms: PlatformOutcome[] },
+): Promise<SignatureInfo> {
+  input.onProgress?.("sign", `signing the index ${v.indexDigest} and attesting its VEX and provenance`);
+  const done = v.platforms.filter((p) => p.verification);
+  const fixed = done.flatMap((p) => p.verification!.fixed);
+  return input.sign!(
+    { registry: input.target.registry, repository: input.target.repository, digest: v.indexDigest! },
+    {
+      sourceDigest: sourceIndexDigest,
+      patchedDigest: v.indexDigest!,
+      verification: {
+        fixed,
+        remaining: done.flatMap((p) => p.verification!.remaining),
+        fixedCVEs: [...new Set(done.flatMap((p) => p.verification!.fixedCVEs))].sort(),
+        changed: done.flatMap((p) =>
+          p.verification!.changed.map((c) => ({ ...c, name: `${c.name} (${p.platform})` })),
+        ),
+      },
+    },
+  );
 }
 
 /**
@@ -302,7 +339,9 @@ async function salvage(
   const failedNames = failed.map((o) => o.platform).join(", ");
   const patchedOk = outcomes.filter((o) => o.result === PlatformResult.Patched);
   if (
+    // Signing on: a partial index is not published (it would be unsigned); see docs/signing.md.
     input.publishPartial &&
+    !input.sign &&
     patchedOk.length > 0 &&
     patchedOk.length < planned.filter((p) => p.patch).length
   ) {
@@ -393,7 +432,13 @@ export async function patchIndex(input: PatchIndexInput): Promise<PatchIndexResu
           mediaType: resolved.mediaType,
           ref: source,
         })
-      : await publishVerified(input, planned, staging, verdict.kind === "noop" ? verdict.message : undefined);
+      : await publishVerified(
+          input,
+          planned,
+          staging,
+          verdict.kind === "noop" ? verdict.message : undefined,
+          resolved.digest,
+        );
   return { ...r, ...base, copaMs: run.durationMs };
 }
 
@@ -546,11 +591,4 @@ async function publishIndex(
       `pushed ${digest} to ${formatImageRef(input.target)} but it holds ${back?.digest}`,
     );
   return digest;
-}
-
-/** Where copa pushes before vuln-patcher publishes: `<tag>-vp-staging` (shortened to stay a valid tag). */
-export function stagingTag(tag: string): string {
-  const t = `${tag}-vp-staging`;
-  if (t.length <= 100) return t;
-  return `${tag.slice(0, 70)}-${createHash("sha256").update(tag).digest("hex").slice(0, 12)}-vp-staging`;
 }

@@ -41,6 +41,7 @@ const HOW: Record<string, string> = {
   buildkitd: "run `make setup` (or scripts/build-tools.sh buildkit)",
   kubectl: "run `make setup` (or scripts/build-tools.sh kube)",
   helm: "run `make setup` (or scripts/build-tools.sh helm)",
+  cosign: "run `make setup` (or scripts/build-tools.sh cosign)",
 };
 
 /**

@@ -5,12 +5,12 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { consume, type ConsumerOptions, ensureConsumer } from "../queue/index.ts";
 import { eventRecorder, patchJobClient } from "../kube/index.ts";
-import { type Executor, parseBuilderAddrs } from "../patch/index.ts";
+import { CosignSigner, type Executor, parseBuilderAddrs, type SignerOptions } from "../patch/index.ts";
+import type { ToolVersions } from "./attestations.ts";
 import type { Credential, RegistryClient } from "../registry/index.ts";
 
 import { type Logger, silentLogger } from "../util/index.ts";
 import { HANDLER_OUTCOMES, patchHandler } from "./handler.ts";
-import { vexWriter } from "./vex.ts";
 import {
   chooseCredentials,
   hostsOf,
@@ -34,6 +34,13 @@ export interface WorkerOptions {
    * TenantGrant gives its namespace globalCredentials. @default none
    */
   globalCredentials?: ReadonlyMap<string, Credential>;
+  /**
+   * Sign every published image with this key (a cosign key file or KMS URI) and attest
+   * its VEX and provenance; unsigned, nothing gets its tag. @default no signing
+   */
+  signing?: SignerOptions;
+  /** For the provenance statement. @default none recorded */
+  tools?: ToolVersions;
   /** Where a tenant's credentials are read. @default the cluster (Secrets, PatchPolicies, sbomscanner Registries) */
   credentialSources?: SourceReader;
   log?: Logger;
@@ -86,6 +93,8 @@ export interface RunningWorker {
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const o = parseWorkerOptions(options);
   const log = o.log ?? silentLogger;
+  // At start, so that a missing cosign stops the worker with a clear line, not each patch.
+  const signer = o.signing ? new CosignSigner(o.signing) : undefined;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const patches = new Counter({
@@ -126,7 +135,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     tls: o.tls,
     identity: o.identity,
     onFailover: (from) => failovers.inc({ buildkit: from }),
-    saveVex: vexWriter(o.kc),
+    ...(signer ? { signer, tools: o.tools ?? {} } : {}),
     credentials: async (pj) => {
       const hosts = hostsOf(pj);
       return chooseCredentials(hosts, await loadSources(pj, hosts, sources, global));

@@ -16,7 +16,7 @@ import {
 import type { EventRecorder, PatchJobClient } from "../kube/index.ts";
 import type { PatchImageResult, PatchIndexResult } from "../patch/index.ts";
 
-import { errorMessage, type Logger } from "../util/index.ts";
+import type { Logger } from "../util/index.ts";
 import { counts, findingsOf } from "./counts.ts";
 import { finish, finishMembers } from "./status-writer.ts";
 
@@ -25,8 +25,6 @@ export type Outcome = "succeeded" | "noop" | "failed";
 export interface RecordDeps {
   client: PatchJobClient;
   events: EventRecorder;
-  /** Store copa's OpenVEX document with the PatchJob; returns where. */
-  saveVex?: (pj: PatchJob, vex: string) => Promise<string | undefined>;
 }
 
 export type RunResult = (
@@ -82,14 +80,6 @@ async function recordImage(
     log.info({ digest: r.patchedDigest }, message);
     return "noop";
   }
-  const vexConfigMap =
-    r.vex && d.saveVex
-      ? await d.saveVex(pj, r.vex).catch((err: unknown) => {
-          log.warn({ err: errorMessage(err) }, "could not store the VEX document");
-          d.events.warning(pj, "VexNotStored", errorMessage(err));
-          return undefined;
-        })
-      : undefined;
   const reason = r.adopted ? Reason.AlreadyPatched : Reason.Patched;
   const written = await finish(d.client, pj, (p) =>
     markSucceeded(
@@ -98,7 +88,9 @@ async function recordImage(
         patchedImage: image,
         vulnerabilities: counts(p, fixed),
         fixedCVEs: r.verification.fixedCVEs,
-        vexConfigMap,
+        ...(r.signature
+          ? { signature: { digest: r.signature.digest, attestations: r.signature.attestations } }
+          : {}),
       },
       reason,
     ),
@@ -109,7 +101,14 @@ async function recordImage(
     `pushed ${r.patchedRef}@${r.patchedDigest}: ${r.verification.fixed.length} packages updated, ${r.verification.fixedCVEs.length} CVEs fixed`,
   );
   log.info(
-    { digest: r.patchedDigest, adopted: r.adopted, fixed: r.verification.fixed.length, recorded: !!written },
+    {
+      digest: r.patchedDigest,
+      adopted: r.adopted,
+      fixed: r.verification.fixed.length,
+      recorded: !!written,
+      ...(r.copaMs !== undefined ? { copaMs: Math.round(r.copaMs) } : {}),
+      ...(r.signature ? { signMs: Math.round(r.signature.ms), attestations: r.signature.attestations } : {}),
+    },
     "patched",
   );
   return "succeeded";
@@ -208,6 +207,9 @@ async function recordIndex(d: RecordDeps, pj: PatchJob, r: PatchIndexResult, log
         patchedImage: { reference: r.patchedRef, digest: r.indexDigest! },
         vulnerabilities: counts(p, fixed),
         fixedCVEs: cves,
+        ...(r.signature
+          ? { signature: { digest: r.signature.digest, attestations: r.signature.attestations } }
+          : {}),
       },
       r.adopted ? Reason.AlreadyPatched : Reason.Patched,
     ),

@@ -1,10 +1,12 @@
 // What an attempt runs: the patch engine for an image or an index, or the plan of a dry
 // run. The request's signal reaches the executor, so copa stops when the worker does.
-import { formatImageRef, PatchError, type PatchJob, Reason } from "../api/index.ts";
+import { formatImageRef, type ImageRef, PatchError, type PatchJob, Reason } from "../api/index.ts";
 import { describePlan, sourceRef, targetRef } from "../decide/index.ts";
 import {
   builderKey,
+  type CosignSigner,
   type Executor,
+  type ImageSigner,
   onBuilders,
   parseBuilderAddrs,
   patchImage,
@@ -16,6 +18,7 @@ import { readPackageDB, type RegistryClient } from "../registry/index.ts";
 import { errorMessage, type Logger } from "../util/index.ts";
 
 import type { RunResult } from "./record.ts";
+import { attestationsFor, type ToolVersions } from "./attestations.ts";
 
 export interface EngineDeps {
   executor: Executor;
@@ -27,6 +30,11 @@ export interface EngineDeps {
   dockerConfig?: string;
   /** A patch moved from an unreachable BuildKit to the next (metrics). */
   onFailover?: (from: string) => void;
+  /** Sign and attest every published image (docs/signing.md). @default no signing */
+  signer?: CosignSigner;
+  /** For the provenance statement: this worker, and the tools it runs. */
+  identity?: string;
+  tools?: ToolVersions;
 }
 
 export interface Attempt {
@@ -94,12 +102,14 @@ export async function runAttempt(d: EngineDeps, a: Attempt): Promise<RunResult> 
         return patchImage({
           ...common,
           buildkitAddr,
+          ...(d.signer ? { sign: signerFor(d, d.signer, a, { source, target, buildkitAddr }) } : {}),
           platform: image.platform,
           updates: spec.updates?.length ? spec.updates : undefined,
         });
       const result = await patchIndex({
         ...common,
         buildkitAddr,
+        ...(d.signer ? { sign: signerFor(d, d.signer, a, { source, target, buildkitAddr }) } : {}),
         // No platform list (a PatchJob made by hand for a whole index): every platform, update-all.
         platforms: spec.platforms?.map((p) => ({ platform: p.platform, updates: p.updates ?? [] })),
         publishPartial: spec.options?.publishPartial,
@@ -118,4 +128,27 @@ export async function runAttempt(d: EngineDeps, a: Attempt): Promise<RunResult> 
     },
   );
   return { ...result, builder: builder.addr };
+}
+
+/** This attempt's signer: its own credentials, and the provenance of this PatchJob. */
+function signerFor(
+  d: EngineDeps,
+  signer: CosignSigner,
+  a: Attempt,
+  at: { source: ImageRef; target: ImageRef; buildkitAddr: string },
+): ImageSigner {
+  return (image, facts) =>
+    signer.signAndAttest(
+      image,
+      attestationsFor({
+        pj: a.pj,
+        source: at.source,
+        patched: at.target,
+        facts,
+        worker: d.identity ?? "",
+        buildkit: at.buildkitAddr,
+        tools: d.tools ?? {},
+      }),
+      { ...(d.dockerConfig !== undefined ? { dockerConfig: d.dockerConfig } : {}), signal: a.signal },
+    );
 }

@@ -4,15 +4,12 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
-import type { PatchJob } from "../../src/api/index.ts";
 import type { Env } from "../../src/devenv/index.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
 import { loadKubeConfig, statusCode } from "../../src/kube/index.ts";
-import { VexNameTakenError, vexWriter } from "../../src/worker/vex.ts";
 import { applyDocs, renderChart, serviceAccountKubeconfig } from "../support/chart.ts";
 import { reportFault } from "../support/faults.ts";
 import { namespaces, testEnv } from "../support/shared.ts";
-import { createPatchJob, manualSpec } from "../support/patchjobs.ts";
 
 let env: Env;
 let admin: KubeConfig;
@@ -160,46 +157,18 @@ test("rights - the worker's token cannot start a privileged Pod in its Job names
   });
 });
 
-test("rights - the worker never overwrites a ConfigMap it does not own: the VEX of a PatchJob named like it is not stored", async (t) => {
-  const core = admin.makeApiClient(CoreV1Api);
-  await core.createNamespacedConfigMap({
-    namespace: TENANT,
-    body: { metadata: { name: "coredns-vex" }, data: { Corefile: "theirs" } },
-  });
-  const pj = (name: string): PatchJob => ({
-    apiVersion: "vulnpatcher.io/v1alpha1",
-    kind: "PatchJob",
-    metadata: { name, namespace: TENANT, uid: `uid-${name}`, generation: 1 },
-    spec: { source: "manual" },
-  });
-  const write = vexWriter(worker);
-  let err: unknown;
-  await write(pj("coredns"), '{"@context":"https://openvex.dev/ns/v0.2.0"}').catch((e: unknown) => (err = e));
-  assert.ok(err instanceof VexNameTakenError, String(err));
-  const after = await core.readNamespacedConfigMap({ namespace: TENANT, name: "coredns-vex" });
-  assert.deepEqual(after.data, { Corefile: "theirs" }, "untouched");
-  // Its own PatchJob's VEX is stored, owned by the PatchJob (the right exists where it
-  // should). A real PatchJob: the garbage collector removes what a missing owner owns.
-  const mine = await createPatchJob(admin, TENANT, "mine", manualSpec("127.0.0.1:5000/x/y:1", undefined));
-  assert.equal(await write(mine, "{}"), "mine-vex");
-  const stored = await core.readNamespacedConfigMap({ namespace: TENANT, name: "mine-vex" });
-  assert.equal(stored.metadata?.ownerReferences?.[0]?.uid, mine.metadata.uid);
-  // And outside its tenant namespaces it stores nothing at all.
+test("rights - the worker's token writes no ConfigMap, not even in its tenant namespaces (the VEX is a signed attestation on the image)", async () => {
+  const core = worker.makeApiClient(CoreV1Api);
+  for (const namespace of [TENANT, OTHER])
+    assert.equal(
+      await code(core.createNamespacedConfigMap({ namespace, body: { metadata: { name: "coredns-vex" } } })),
+      403,
+      namespace,
+    );
   assert.equal(
-    await code(
-      vexWriter(worker)(
-        { ...pj("elsewhere"), metadata: { ...pj("elsewhere").metadata, namespace: OTHER } },
-        "{}",
-      ),
-    ),
+    await code(core.readNamespacedConfigMap({ namespace: TENANT, name: "kube-root-ca.crt" })),
     403,
   );
-  reportFault(t, {
-    fault: "vex-name-collision",
-    injected: `a PatchJob named "coredns" in ${TENANT}, where a ConfigMap coredns-vex it does not own exists`,
-    expected: "the VEX is not stored, the ConfigMap is untouched; its own VEX is stored with an owner",
-    observed: `${(err as Error).message}; data ${JSON.stringify(after.data)}`,
-  });
 });
 
 test("rights - the controller's token reads no Secret and writes no ConfigMap anywhere", async () => {
