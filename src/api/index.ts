@@ -59,6 +59,7 @@ export {
   PLURAL,
   Reason,
   type ReportRef,
+  type ScanVerification,
   Source,
   TERMINAL_PHASES,
   VERSION,

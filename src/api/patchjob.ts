@@ -207,6 +207,19 @@ export interface VulnerabilityCounts {
   after?: { total?: number; fixable?: number; fixed?: number };
 }
 
+/** What sbomscanner's scan of the patched image says of the fixes. */
+export interface ScanVerification {
+  /** The VulnerabilityReport of the patched image. */
+  report: { namespace: string; name: string };
+  digest?: string;
+  /** Fixable findings the scanner still lists. */
+  fixableLeft: number;
+  /** CVEs marked fixed that the scanner no longer lists as fixable. */
+  agreed: number;
+  /** CVEs marked fixed that the scanner still lists as fixable. */
+  disputed: string[];
+}
+
 export interface PatchJobStatus {
   phase?: Phase;
   reason?: string;
@@ -231,6 +244,8 @@ export interface PatchJobStatus {
   fixedCVEsTruncated?: boolean;
   /** A dry run (phase Planned): the updates that would be made, with the CVEs each fixes. */
   plannedUpdates?: PackageUpdate[];
+  /** sbomscanner's own scan of the patched image, against the CVEs marked fixed (docs/signing.md). */
+  verification?: ScanVerification;
   /** The published image's signature and attestations (docs/signing.md). */
   signature?: { digest: string; attestations: string[] };
   conditions?: Condition[];

@@ -28,6 +28,7 @@ import { PolicySet } from "./policy-set.ts";
 import { runPolicyStatuses } from "./policy-status.ts";
 import { indexReconciler, reportReconciler, requestReconciler, type ReconcilerDeps } from "./reconcilers.ts";
 import { MemberIndex, wakes, type Kind } from "./routing.ts";
+import { AfterScans } from "./after-scans.ts";
 import { runSchedules } from "./schedules.ts";
 import { runSweep } from "./sweep.ts";
 import { ReportImages, Tenancy } from "./tenancy.ts";
@@ -81,6 +82,7 @@ function wire(
   policies: PolicySet,
   members: MemberIndex,
   outputs: Map<string, number>,
+  scans: AfterScans,
   tenancy: { images: ReportImages; rules: Tenancy },
   log: ResolvedControllerOptions["log"],
 ): void {
@@ -103,16 +105,26 @@ function wire(
     else outputs.delete(ref);
   };
   c.patchJobs.on({
-    add: (k, pj) => (members.add(pj), count(pj, 1), track(k, pj), wake(pj)),
-    update: (k, pj, old) => (count(old, -1), count(pj, 1), track(k, pj), wake(pj)),
-    delete: (k, pj) => (members.delete(pj), count(pj, -1), track(k, undefined), wake(pj)),
+    add: (k, pj) => (members.add(pj), count(pj, 1), track(k, pj), scans.patchJob(pj), wake(pj)),
+    update: (k, pj, old) => (count(old, -1), count(pj, 1), track(k, pj), scans.patchJob(pj), wake(pj)),
+    delete: (k, pj) => (
+      members.delete(pj),
+      count(pj, -1),
+      track(k, undefined),
+      scans.patchJob(pj, true),
+      wake(pj)
+    ),
   });
   tenancy.images.follow((h) => c.reports.on(h));
-  const report = (k: string) => q.report.add(k);
+  // A report of a digest we published wakes the PatchJobs that published it (after-scan).
+  const report = (k: string, s?: ReportSummary) => {
+    q.report.add(k);
+    for (const [kind, key] of scans.report(k, s)) q[kind].add(key);
+  };
   c.reports.on({
-    add: (k, s) => (report(k), s.facts?.metadata.namespace && wakeDenied(s.facts.metadata.namespace)),
-    update: report,
-    delete: report,
+    add: (k, s) => (report(k, s), s.facts?.metadata.namespace && wakeDenied(s.facts.metadata.namespace)),
+    update: (k, s) => report(k, s),
+    delete: (k) => report(k, undefined),
   });
   const regrant = () => {
     tenancy.rules.invalidate();
@@ -182,6 +194,7 @@ export async function leaderWork(
   const policies = new PolicySet(c.policies.store as Store<PatchPolicy>, o.policyNamespace, o.clock);
   const members = new MemberIndex();
   const outputs = new Map<string, number>();
+  const scans = new AfterScans();
   const images = new ReportImages();
   const rules = new Tenancy({
     grants: c.grants.store,
@@ -189,7 +202,7 @@ export async function leaderWork(
     images,
     globalPolicyTarget: (pj) => policies.globalPolicyTarget(pj),
   });
-  wire(c, q, policies, members, outputs, { images, rules }, o.log);
+  wire(c, q, policies, members, outputs, scans, { images, rules }, o.log);
   state.patchJobs = c.patchJobs.store;
   state.reports = c.reports.store;
   state.queues = q;
@@ -227,6 +240,7 @@ export async function leaderWork(
     members,
     policies,
     isOwnOutput: (ref) => outputs.has(ref),
+    scanOf: (pj) => scans.scanOf(pj),
     tenancy: (pj) => rules.verdict(pj),
     settings: o.settings,
     schema: o.schema,

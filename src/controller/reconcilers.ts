@@ -7,6 +7,7 @@ import {
   decideIndex,
   decideReport,
   decideRequest,
+  withVerification,
   type IndexSettings,
   type ReportSettings,
   type ReportSummary,
@@ -31,6 +32,15 @@ export interface ReconcilerDeps extends ApplyDeps {
   /** The PatchJob CRD's spec schema, loaded once at start. */
   schema: SchemaNode;
   clock: () => Date;
+  /** The report of a PatchJob's patched digest (sbomscanner's after-scan), by key. */
+  scanOf: (pj: PatchJob | undefined) => string | undefined;
+}
+
+/** The after-scan of this PatchJob, as the decision reads it. */
+function afterScan(d: ReconcilerDeps, pj: PatchJob | undefined) {
+  const key = d.scanOf(pj);
+  const summary = key ? d.reports.get(key) : undefined;
+  return key && summary ? { key, summary } : undefined;
 }
 
 export function reportReconciler(d: ReconcilerDeps): Reconciler {
@@ -39,7 +49,7 @@ export function reportReconciler(d: ReconcilerDeps): Reconciler {
     const report = d.reports.get(key);
     const current = d.patchJobs.get(key);
     const im = report?.facts?.imageMetadata;
-    const action = decideReport({
+    const decided = decideReport({
       namespace,
       name,
       report,
@@ -53,6 +63,7 @@ export function reportReconciler(d: ReconcilerDeps): Reconciler {
       schema: d.schema,
       now: d.clock(),
     });
+    const action = withVerification(decided, current, afterScan(d, current), d.clock());
     const result = await apply(d, action, current, log);
     // A Scheduled policy's grant is one decision: this was it.
     d.policies.consumeGrant(key);
@@ -68,7 +79,7 @@ export function indexReconciler(d: ReconcilerDeps): Reconciler {
       .membersOf(key)
       .map((k) => d.patchJobs.get(k))
       .filter((m): m is PatchJob => m !== undefined);
-    const action = decideIndex({
+    const decided = decideIndex({
       namespace,
       name,
       members,
@@ -79,20 +90,20 @@ export function indexReconciler(d: ReconcilerDeps): Reconciler {
       settings: d.settings,
       now: d.clock(),
     });
-    return apply(d, action, current, log);
+    return apply(d, withVerification(decided, current, afterScan(d, current), d.clock()), current, log);
   };
 }
 
 export function requestReconciler(d: ReconcilerDeps): Reconciler {
   return async (key, _signal, log) => {
     const current = d.patchJobs.get(key);
-    const action = decideRequest({
+    const decided = decideRequest({
       current,
       gate: () => (current ? d.policies.gate(current, d.patchJobs) : undefined),
       tenancy: d.tenancy,
       reportsSynced: d.reportsSynced(),
       now: d.clock(),
     });
-    return apply(d, action, current, log);
+    return apply(d, withVerification(decided, current, afterScan(d, current), d.clock()), current, log);
   };
 }

@@ -86,3 +86,11 @@ export {
   type TenancyFacts,
   type TenancyVerdict,
 } from "./tenancy.ts";
+export {
+  decideVerification,
+  patchedDigests,
+  VERIFIED,
+  verificationOf,
+  VerifiedReason,
+  withVerification,
+} from "./verify-scan.ts";

@@ -123,6 +123,15 @@ function renderReports() {
   }
 }
 
+// Signed (status.signature) and what sbomscanner's scan of the patched image says (the Verified condition).
+function proof(s) {
+  const v = (s.conditions || []).find((c) => c.type === "Verified");
+  const parts = [];
+  if (s.signature) parts.push("signed");
+  if (v) parts.push(v.status === "True" ? "verified by scan" : v.status === "False" ? "scan disagrees: " + ((s.verification && s.verification.disputed) || []).join(", ") : "awaiting scan");
+  return parts.length ? el("span", { class: v && v.status === "False" ? "reason" : "muted", "data-field": "proof", title: v ? v.message : "" }, " " + parts.join(", ")) : "";
+}
+
 function renderJobs() {
   const tb = $("jobs");
   tb.replaceChildren();
@@ -143,7 +152,7 @@ function renderJobs() {
       el("td", { class: "num" }, s.attempts || 0),
       el("td", { class: "num" }, vul.before && vul.before.fixable != null ? vul.before.fixable : ""),
       el("td", { class: "num" }, vul.after && vul.after.fixed != null ? vul.after.fixed : ""),
-      el("td", { "data-field": "patched" }, el("code", {}, patched)),
+      el("td", { "data-field": "patched" }, el("code", {}, patched), proof(s)),
       el("td", { class: failed ? "reason" : "muted", "data-field": "reason" }, why)));
   }
   renderReports();
