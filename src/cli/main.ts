@@ -27,6 +27,10 @@ const commands: Record<string, Command> = {
     summary: "check a patched image's signature and its VEX and provenance attestations",
     run: async (a) => (await import("./verify.ts")).verifyCommand(a),
   },
+  admission: {
+    summary: "a validating webhook: admit Pods only with images signed by the workers' key",
+    run: async (a) => (await import("./admission.ts")).admissionCommand(a),
+  },
   server: {
     summary: "serve the HTTP API and the web UI (Kubernetes tokens, RBAC-checked)",
     run: async (a) => (await import("./server.ts")).serverCommand(a),

@@ -8,3 +8,10 @@ export {
   type Authenticator,
   type Caller,
 } from "./auth.ts";
+export {
+  admissionHandler,
+  type AdmissionOptions,
+  DEFAULT_VERDICT_TTL_MS,
+  imagesToVerify,
+  startAdmissionServer,
+} from "./admission.ts";

@@ -6,7 +6,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { promisify } from "node:util";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
@@ -16,7 +17,18 @@ import { goBinary, REPO_ROOT, type Env } from "../../src/devenv/index.ts";
 import { installGrant, namespaces, ownImage, testEnv } from "../support/shared.ts";
 import { imageSecurityUpdates } from "../../src/devenv/honest-report.ts";
 import { createPatchJob, manualSpec, waitForPhase } from "../support/patchjobs.ts";
-import { type ImageRef, type PackageUpdate, parseImageRef, PatchError, Reason } from "../../src/api/index.ts";
+import {
+  formatImageRef,
+  type ImageRef,
+  type PackageUpdate,
+  parseImageRef,
+  PatchError,
+  Reason,
+} from "../../src/api/index.ts";
+import { AdmissionregistrationV1Api, CoreV1Api } from "@kubernetes/client-node";
+import { startAdmissionServer } from "../../src/server/index.ts";
+import { waitFor } from "../../src/devenv/wait.ts";
+import { reportFault } from "../support/faults.ts";
 import { RegistryClient } from "../../src/registry/index.ts";
 import {
   CosignSigner,
@@ -37,6 +49,7 @@ let NS: string;
 let keys: string;
 let updates: PackageUpdate[];
 const PASSWORD = "a signing password";
+const run = promisify(execFile);
 const registry = new RegistryClient();
 /** The worker's log lines (JSON), for the signing times. */
 const lines: Array<Record<string, unknown>> = [];
@@ -278,4 +291,103 @@ test("signing - what signing and attesting add to a patch (three patches, median
     `# signing and two attestations: median ${sign} ms per patch (copa itself: median ${copa} ms)\n`,
   );
   assert.ok(sign > 0);
+});
+
+test("signing - the admission webhook admits a Pod running the signed patched image and refuses one with an unsigned -patched image", async (t) => {
+  const kc = env.kubeConfig();
+  const pj = await waitForPhase(kc, NS, "signed", ["Succeeded"]);
+  const signed = `${env.registryHost}/${NS}/debian@${pj.status!.patchedImage!.digest}`;
+  const unsigned = await ownImage(env, `${NS}/unsigned-img`);
+  const forged = parseImageRef(`${env.registryHost}/${NS}/unsigned-img:bookworm-vuln-patched`);
+  const um = await registry.manifestBytes(forged, unsigned.digest);
+  await registry.putManifest(forged, um.mediaType, um.bytes);
+
+  // A serving certificate for 127.0.0.1 (the apiserver calls webhooks over TLS only).
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=127.0.0.1",
+    "-addext",
+    "subjectAltName=IP:127.0.0.1",
+    "-keyout",
+    join(keys, "tls.key"),
+    "-out",
+    join(keys, "tls.crt"),
+  ]);
+  const cert = await readFile(join(keys, "tls.crt"), "utf8");
+  const hook = await startAdmissionServer({
+    key: join(keys, "cosign.pub"),
+    // Every image of this file's repositories must be signed.
+    images: [`.*/${NS}/.*`],
+    cert,
+    tlsKey: await readFile(join(keys, "tls.key"), "utf8"),
+    host: "127.0.0.1",
+    port: 0,
+  });
+  const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+  const name = `vp-signed-${NS}`;
+  await admission.createValidatingWebhookConfiguration({
+    body: {
+      metadata: { name },
+      webhooks: [
+        {
+          name: "signed.vulnpatcher.io",
+          clientConfig: {
+            url: `https://127.0.0.1:${hook.port}/validate`,
+            caBundle: Buffer.from(cert).toString("base64"),
+          },
+          rules: [{ operations: ["CREATE"], apiGroups: [""], apiVersions: ["v1"], resources: ["pods"] }],
+          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": NS } },
+          failurePolicy: "Fail",
+          sideEffects: "None",
+          admissionReviewVersions: ["v1"],
+          timeoutSeconds: 20,
+        },
+      ],
+    },
+  });
+  try {
+    const core = kc.makeApiClient(CoreV1Api);
+    const pod = (n: string, image: string) => ({
+      metadata: { name: n },
+      spec: { containers: [{ name: "app", image }] },
+    });
+    // The webhook configuration takes a moment to reach the apiserver's admission chain.
+    const refused = await waitFor(
+      "the webhook refuses the unsigned image",
+      async () => {
+        const err = await core
+          .createNamespacedPod({ namespace: NS, body: pod(`forged-${Date.now()}`, formatImageRef(forged)) })
+          .then(
+            () => undefined,
+            (e: unknown) => e as { code?: number; body?: string },
+          );
+        return err ? err : undefined;
+      },
+      30_000,
+      500,
+    );
+    assert.equal(refused.code, 403, String(refused.body));
+    assert.match(String(refused.body), /not signed by vuln-patcher's key/);
+    const admitted = await core.createNamespacedPod({ namespace: NS, body: pod("signed", signed) });
+    assert.equal(admitted.metadata?.name, "signed");
+    reportFault(t, {
+      fault: "unsigned-image-admission",
+      injected: `a Pod of ${formatImageRef(forged)} (the vulnerable image under a -patched tag, unsigned)`,
+      expected:
+        "refused by the webhook (cosign verify with the workers' public key); the signed patched digest admitted",
+      observed: `refused ${refused.code}; ${admitted.metadata?.name} admitted (${signed})`,
+    });
+  } finally {
+    await admission.deleteValidatingWebhookConfiguration({ name });
+    await hook.close();
+  }
 });
