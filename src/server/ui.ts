@@ -152,7 +152,7 @@ function renderJobs() {
       el("td", { class: "num" }, s.attempts || 0),
       el("td", { class: "num" }, vul.before && vul.before.fixable != null ? vul.before.fixable : ""),
       el("td", { class: "num" }, vul.after && vul.after.fixed != null ? vul.after.fixed : ""),
-      el("td", { "data-field": "patched" }, el("code", {}, patched), proof(s)),
+      el("td", {}, el("code", { "data-field": "patched" }, patched), proof(s)),
       el("td", { class: failed ? "reason" : "muted", "data-field": "reason" }, why)));
   }
   renderReports();

@@ -148,6 +148,8 @@ test("ui - the page lists the image's report; Patch starts a patch and its row r
   // The digest shown is the one the registry serves for the patched tag.
   const served = await new RegistryClient().manifestFor(parseImageRef(patched.split("@")[0]!));
   assert.equal(served?.digest, patched.split("@")[1]);
+  // What sbomscanner's scan of the patched image says: none yet (the Verified condition).
+  await job.locator('[data-field="proof"]', { hasText: "awaiting scan" }).waitFor({ timeout: 30_000 });
   assert.equal(navigations, 0, "no navigation");
   assert.equal(await page.evaluate("window.__noReload"), true, "no reload");
   assert.match(
