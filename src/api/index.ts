@@ -96,6 +96,8 @@ export {
   type VulnerabilityReport,
 } from "./report.ts";
 export {
+  SCANJOB_PLURAL,
+  type ScanJob,
   SCANNER_GROUP,
   SCANNER_REGISTRY_PLURAL,
   SCANNER_VERSION,

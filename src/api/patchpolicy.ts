@@ -38,6 +38,8 @@ export interface PatchPolicySpec {
   limits?: { maxInFlight?: number; window?: { start: string; end: string; timeZone?: string } };
   /** dockerconfigjson Secret in the policy's namespace: its PatchJobs' registry credentials (same namespace only). */
   credentialsSecret?: string;
+  /** After a patch: ask sbomscanner to scan the patched image now (one ScanJob per patch), not on its schedule. */
+  verification?: { requestScan?: boolean };
 }
 
 export interface PatchPolicyStatus {

@@ -12,3 +12,13 @@ export interface ScannerRegistry {
   metadata: ObjectMeta & { name: string };
   spec?: { uri?: string; authSecret?: string; insecure?: boolean };
 }
+
+export const SCANJOB_PLURAL = "scanjobs";
+
+/** sbomscanner's ScanJob: scan one Registry of the same namespace (optionally some repositories of it). */
+export interface ScanJob {
+  apiVersion: "sbomscanner.kubewarden.io/v1alpha1";
+  kind: "ScanJob";
+  metadata: ObjectMeta & { name: string; namespace: string };
+  spec: { registry: string; repositories?: Array<{ name: string }> };
+}

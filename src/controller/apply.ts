@@ -2,7 +2,7 @@
 // its status write), Events for humans, and the result for the work queue. Conflicts
 // mean our copy was stale: the informer's event for the newer object brings the key
 // back, so they end the pass quietly instead of failing it.
-import { ConditionType, getCondition, markPublishFailed, type PatchJob } from "../api/index.ts";
+import { ConditionType, getCondition, markPublishFailed, type PatchJob, type ScanJob } from "../api/index.ts";
 import type { Action, EventSpec } from "../decide/index.ts";
 import {
   done,
@@ -25,6 +25,8 @@ export interface ApplyDeps {
   /** A PatchJob of a policy was published (its maxInFlight counts it at once). */
   onPublished?: (pj: PatchJob, duplicate: boolean) => void;
   onPublishFailure?: () => void;
+  /** Create sbomscanner's ScanJob; false when it already existed. */
+  createScanJob?: (job: ScanJob) => Promise<boolean>;
 }
 
 export class PublishError extends Error {
@@ -91,7 +93,29 @@ export async function apply(
     }
     case "publish":
       return publish(deps, a, current!, log);
+    case "scanJob":
+      return requestScan(deps, a, current!, log);
   }
+}
+
+/** The ScanJob (AlreadyExists: an earlier pass made it, which is the point of its name), then the status. */
+async function requestScan(
+  deps: ApplyDeps,
+  a: Extract<Action, { kind: "scanJob" }>,
+  pj: PatchJob,
+  log: Logger,
+): Promise<Result> {
+  if (!deps.createScanJob) {
+    log.warn("a ScanJob was asked for but this controller cannot create one");
+    return done;
+  }
+  const created = await deps.createScanJob(a.scanJob);
+  log.info(
+    { scanJob: a.scanJob.metadata.name, created },
+    "sbomscanner asked for a scan of the patched image",
+  );
+  if (await orConflict(() => deps.client.updateStatus(pj, a.status))) emit(deps.events, pj, a.event);
+  return done;
 }
 
 async function publish(

@@ -8,6 +8,7 @@ import {
   eventRecorder,
   type ListStats,
   patchJobClient,
+  type PatchJobClient,
   type Reconciler,
   runController,
   type Store,
@@ -29,6 +30,7 @@ import { runPolicyStatuses } from "./policy-status.ts";
 import { indexReconciler, reportReconciler, requestReconciler, type ReconcilerDeps } from "./reconcilers.ts";
 import { MemberIndex, wakes, type Kind } from "./routing.ts";
 import { AfterScans } from "./after-scans.ts";
+import { scanJobs } from "./scanjobs.ts";
 import { runSchedules } from "./schedules.ts";
 import { runSweep } from "./sweep.ts";
 import { ReportImages, Tenancy } from "./tenancy.ts";
@@ -227,25 +229,7 @@ export async function leaderWork(
     () => {},
   );
   const client = patchJobClient(o.kc);
-  const deps: ReconcilerDeps = {
-    client,
-    publisher: o.publisher,
-    events: eventRecorder(o.kc, "vuln-patcher-controller", o.log),
-    enqueue: (k) => q.index.add(k),
-    onPublished: (pj, dup) => (policies.published(pj), m.published.inc({ duplicate: String(dup) })),
-    onPublishFailure: () => m.publishFailures.inc(),
-    reports: c.reports.store,
-    reportsSynced: () => c.reports.synced(),
-    patchJobs: c.patchJobs.store,
-    members,
-    policies,
-    isOwnOutput: (ref) => outputs.has(ref),
-    scanOf: (pj) => scans.scanOf(pj),
-    tenancy: (pj) => rules.verdict(pj),
-    settings: o.settings,
-    schema: o.schema,
-    clock: o.clock,
-  };
+  const deps = reconcilerDeps(o, m, c, q, client, { policies, members, outputs, scans, rules });
   const runner = (kind: Kind, reconcile: Reconciler) => runReconciler(o, m, q, kind, reconcile, signal);
   const papi = o.kc.makeApiClient(CustomObjectsApi);
   const reports = () => reportFactsOf(c.reports.store);
@@ -297,4 +281,44 @@ export async function leaderWork(
     ),
     ...running,
   ]);
+}
+
+/** What the reconcilers read and write with. */
+function reconcilerDeps(
+  o: ResolvedControllerOptions,
+  m: ControllerMetrics,
+  c: ReturnType<typeof caches>,
+  q: Queues,
+  client: PatchJobClient,
+  p: {
+    policies: PolicySet;
+    members: MemberIndex;
+    outputs: Map<string, number>;
+    scans: AfterScans;
+    rules: Tenancy;
+  },
+): ReconcilerDeps {
+  const { policies, members, outputs, scans, rules } = p;
+  const sbom = scanJobs(o.kc);
+  return {
+    client,
+    registryFor: (pj) => sbom.registryFor(pj),
+    createScanJob: (job) => sbom.create(job),
+    publisher: o.publisher,
+    events: eventRecorder(o.kc, "vuln-patcher-controller", o.log),
+    enqueue: (k) => q.index.add(k),
+    onPublished: (pj, dup) => (policies.published(pj), m.published.inc({ duplicate: String(dup) })),
+    onPublishFailure: () => m.publishFailures.inc(),
+    reports: c.reports.store,
+    reportsSynced: () => c.reports.synced(),
+    patchJobs: c.patchJobs.store,
+    members,
+    policies,
+    isOwnOutput: (ref) => outputs.has(ref),
+    scanOf: (pj) => scans.scanOf(pj),
+    tenancy: (pj) => rules.verdict(pj),
+    settings: o.settings,
+    schema: o.schema,
+    clock: o.clock,
+  };
 }

@@ -165,6 +165,16 @@ export class PolicySet {
     return `${t?.registry ?? img.registryURI}/${t?.repository ?? img.repository}`;
   }
 
+  /** The PatchJob's policy asks sbomscanner for a scan of each patched image at once. */
+  wantsScan(pj: PatchJob): boolean {
+    const ref = pj.spec.policyRef;
+    if (!ref) return false;
+    const p = this.compiled().valid.find(
+      (c) => c.name === ref.name && c.namespace === (ref.namespace ?? pj.metadata.namespace),
+    );
+    return !!p?.policy.spec.verification?.requestScan;
+  }
+
   /** A PatchJob of a policy was published: it counts as in flight until the cache shows it. */
   published(pj: PatchJob): void {
     const ref = pj.spec.policyRef;

@@ -8,6 +8,9 @@ import {
   decideReport,
   decideRequest,
   withVerification,
+  type ScanRequest,
+  VERIFIED,
+  VerifiedReason,
   type IndexSettings,
   type ReportSettings,
   type ReportSummary,
@@ -34,6 +37,19 @@ export interface ReconcilerDeps extends ApplyDeps {
   clock: () => Date;
   /** The report of a PatchJob's patched digest (sbomscanner's after-scan), by key. */
   scanOf: (pj: PatchJob | undefined) => string | undefined;
+  /** The sbomscanner Registry of the PatchJob's namespace that covers its patched image (read when a scan is to be asked for). */
+  registryFor?: (pj: PatchJob) => Promise<ScanRequest | undefined>;
+}
+
+/**
+ * Whether to ask sbomscanner for the scan now: the policy wants it, the patch Succeeded,
+ * there is no scan yet and it was not asked for. Only then is a Registry looked up.
+ */
+async function scanRequest(d: ReconcilerDeps, pj: PatchJob | undefined): Promise<ScanRequest | undefined> {
+  if (!pj || !d.registryFor || pj.status?.phase !== "Succeeded" || d.scanOf(pj)) return undefined;
+  const verified = pj.status.conditions?.find((c) => c.type === VERIFIED);
+  if (verified?.reason === VerifiedReason.ScanRequested || !d.policies.wantsScan(pj)) return undefined;
+  return d.registryFor(pj);
 }
 
 /** The after-scan of this PatchJob, as the decision reads it. */
@@ -63,7 +79,13 @@ export function reportReconciler(d: ReconcilerDeps): Reconciler {
       schema: d.schema,
       now: d.clock(),
     });
-    const action = withVerification(decided, current, afterScan(d, current), d.clock());
+    const action = withVerification(
+      decided,
+      current,
+      afterScan(d, current),
+      d.clock(),
+      decided.kind === "none" ? await scanRequest(d, current) : undefined,
+    );
     const result = await apply(d, action, current, log);
     // A Scheduled policy's grant is one decision: this was it.
     d.policies.consumeGrant(key);

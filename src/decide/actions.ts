@@ -10,6 +10,7 @@ import {
   type PatchJobSpec,
   type PatchJobStatus,
   Phase,
+  type ScanJob,
   statusForGeneration,
   type VulnerabilityCounts,
 } from "../api/index.ts";
@@ -46,7 +47,9 @@ export type Action =
       enqueue?: string[];
     }
   /** Publish this generation to the patch queue, then record `queued`. */
-  | { kind: "publish"; generation: number; queued: PatchJobStatus; event?: EventSpec };
+  | { kind: "publish"; generation: number; queued: PatchJobStatus; event?: EventSpec }
+  /** Ask sbomscanner to scan the patched image (create its ScanJob, once), then record that it was asked. */
+  | { kind: "scanJob"; scanJob: ScanJob; status: PatchJobStatus; event?: EventSpec };
 
 export const none = (reason: string, message: string): Action => ({ kind: "none", reason, message });
 

@@ -89,6 +89,8 @@ export {
 export {
   decideVerification,
   patchedDigests,
+  scanJobFor,
+  type ScanRequest,
   VERIFIED,
   verificationOf,
   VerifiedReason,

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { markSucceeded, type PatchJob } from "../api/index.ts";
 import { summarizeReport } from "./facts.ts";
-import { decideVerification, withVerification } from "./verify-scan.ts";
+import { decideVerification, scanJobFor, withVerification } from "./verify-scan.ts";
 import { makeReport } from "../../test/fixtures/make-report.ts";
 
 const now = new Date("2026-11-30T12:00:00Z");
@@ -76,4 +76,23 @@ test("verify-scan: a reconciler's own action comes first", () => {
     withVerification({ kind: "none", reason: "x", message: "y" }, done([cve]), scanOf(false), now).kind,
     "status",
   );
+});
+
+test("verify-scan: asked for a scan once per patch (the ScanJob's name is the patch's: uid and generation)", () => {
+  const pj = { ...done([cve]), metadata: { ...base.metadata, uid: "u-1" } };
+  const ask = decideVerification(pj, undefined, now, { registry: "ours", repository: "team/web" });
+  assert.ok(ask?.kind === "scanJob");
+  assert.deepEqual(ask.scanJob.spec, { registry: "ours", repositories: [{ name: "team/web" }] });
+  assert.equal(ask.scanJob.metadata.namespace, "team");
+  assert.equal(ask.status.conditions?.find((c) => c.type === "Verified")?.reason, "ScanRequested");
+  const asked = { ...pj, status: ask.status };
+  assert.equal(decideVerification(asked, undefined, now, { registry: "ours" }), undefined, "not asked twice");
+  assert.equal(scanJobFor(pj, { registry: "ours" }).metadata.name, ask.scanJob.metadata.name);
+  const next = { ...pj, metadata: { ...pj.metadata, generation: 2 } };
+  assert.notEqual(
+    scanJobFor(next, { registry: "ours" }).metadata.name,
+    ask.scanJob.metadata.name,
+    "a new patch, a new ScanJob",
+  );
+  assert.match(ask.scanJob.metadata.name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
 });

@@ -8,16 +8,19 @@ import {
   type PatchJobStatus,
   Phase,
   setCondition,
+  type ScanJob,
   type ScanVerification,
 } from "../api/index.ts";
 import { isDeepStrictEqual } from "node:util";
-import type { Action, EventSpec } from "./actions.ts";
+import { createHash } from "node:crypto";
+import { type Action, type EventSpec, MANAGED_BY } from "./actions.ts";
 import type { ReportSummary } from "./facts.ts";
 
 export const VERIFIED = "Verified";
 
 export const VerifiedReason = {
   WaitingForScan: "WaitingForScan",
+  ScanRequested: "ScanRequested",
   ScannerAgrees: "ScannerAgrees",
   ScannerDisagrees: "ScannerDisagrees",
 } as const;
@@ -53,11 +56,14 @@ export function decideVerification(
   pj: PatchJob | undefined,
   scan: { key: string; summary: ReportSummary } | undefined,
   now: Date,
+  /** The policy asks for a scan at once, and this sbomscanner Registry (of the PatchJob's namespace) can make it. */
+  request?: ScanRequest,
 ): Action | undefined {
   if (!pj || pj.status?.phase !== Phase.Succeeded) return undefined;
   if (pj.status.observedGeneration !== (pj.metadata.generation ?? 1)) return undefined;
   const current = pj.status.conditions?.find((c) => c.type === VERIFIED);
   if (!scan?.summary.facts) {
+    if (request && current?.reason !== VerifiedReason.ScanRequested) return requestScan(pj, request, now);
     if (current) return undefined;
     return status(
       pj,
@@ -112,7 +118,53 @@ export function withVerification(
   pj: PatchJob | undefined,
   scan: { key: string; summary: ReportSummary } | undefined,
   now: Date,
+  request?: ScanRequest,
 ): Action {
   if (action.kind !== "none") return action;
-  return decideVerification(pj, scan, now) ?? action;
+  return decideVerification(pj, scan, now, request) ?? action;
+}
+
+/** The ScanJob, and the status that says it was asked for (so that it is asked for once). */
+function requestScan(pj: PatchJob, request: ScanRequest, now: Date): Action {
+  const job = scanJobFor(pj, request);
+  const message = `asked sbomscanner for a scan of the patched image: ScanJob ${job.metadata.name} (Registry ${request.registry})`;
+  const s = status(pj, undefined, "Unknown", VerifiedReason.ScanRequested, message, now);
+  if (s.kind !== "status") throw new Error("unreachable");
+  return {
+    kind: "scanJob",
+    scanJob: job,
+    status: s.status,
+    event: { type: "Normal", reason: VerifiedReason.ScanRequested, message },
+  };
+}
+
+/** Where sbomscanner can scan the patched image: a Registry of the PatchJob's namespace, and the repository if it lists it. */
+export interface ScanRequest {
+  registry: string;
+  repository?: string;
+}
+
+/** One ScanJob per patch: its name comes from the PatchJob's uid and generation. */
+export function scanJobFor(pj: PatchJob, r: ScanRequest): ScanJob {
+  const id = createHash("sha256")
+    .update(`${pj.metadata.uid ?? pj.metadata.name}/${pj.metadata.generation ?? 1}`)
+    .digest("hex")
+    .slice(0, 12);
+  const base = pj.metadata.name
+    .slice(0, 40)
+    .replace(/[^a-z0-9-]/g, "-")
+    .replace(/-+$/, "");
+  return {
+    apiVersion: "sbomscanner.kubewarden.io/v1alpha1",
+    kind: "ScanJob",
+    metadata: {
+      name: `vp-${base}-${id}`,
+      namespace: pj.metadata.namespace!,
+      labels: {
+        ...MANAGED_BY,
+        "vulnpatcher.io/patchjob": pj.metadata.name.slice(0, 63).replace(/[^A-Za-z0-9_.-]/g, "-"),
+      },
+    },
+    spec: { registry: r.registry, ...(r.repository ? { repositories: [{ name: r.repository }] } : {}) },
+  };
 }

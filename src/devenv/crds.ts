@@ -15,6 +15,7 @@ export function sbomscannerCRDs() {
   return [
     ...loadCRDFile(join(dir, "storage.sbomscanner.kubewarden.io_vulnerabilityreports.yaml")),
     ...loadCRDFile(join(dir, "registries.sbomscanner.kubewarden.io.yaml")),
+    ...loadCRDFile(join(dir, "scanjobs.sbomscanner.kubewarden.io.yaml")),
   ];
 }
 

@@ -293,15 +293,19 @@ test("policies - maxInFlight holds the rest Pending with the reason; a global po
   });
   for (let i = 0; i < 3; i++)
     await reports.create(makeReport({ name: `l${i}`, namespace: ns, tag: `limit-${i}` }));
+  let seen = "";
   const pjs = await waitFor(
     "1 Queued, 2 Pending (PolicyLimit)",
     async () => {
       const all = await listPatchJobs(env.kubeConfig(), ns);
+      seen = all.map((p) => `${p.metadata.name} ${p.status?.phase}/${p.status?.reason}`).join(", ");
       const q = all.filter((p) => p.status?.phase === "Queued");
       const w = all.filter((p) => p.status?.phase === "Pending" && p.status.reason === "PolicyLimit");
       return q.length === 1 && w.length === 2 ? all : undefined;
     },
     30_000,
+  ).catch((e: unknown) =>
+    Promise.reject(new Error(`${(e as Error).message}; last seen: ${seen || "no PatchJobs"}`)),
   );
   for (const p of pjs) assert.deepEqual(p.spec.policyRef, { name: "everywhere-limited", namespace: CTL_NS });
   assert.match(
