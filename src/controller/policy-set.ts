@@ -144,6 +144,11 @@ export class PolicySet {
           message: `waiting: policy ${p.name} has ${busy.size} of at most ${limits.maxInFlight} patches in flight`,
           retryMs: 3_000,
         };
+      // The slot is this PatchJob's from now on: reconciles of other keys run at the same
+      // time, and one that asks before this one's publish reaches the cache must see it
+      // (a reservation that is not used lapses with the recent entries, after 10 s).
+      recent.set(self, now.getTime());
+      this.#recent.set(key, recent);
     }
     return undefined;
   }

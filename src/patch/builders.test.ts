@@ -1,5 +1,5 @@
 // The choice of BuildKit replica: pure, so tested with plain values; the real thing (two
-// buildkitds, one stopped mid-run) is test/slow/buildkits.test.ts.
+// buildkitds, one stopped mid-run) is test/scale/buildkits.test.ts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { PatchError, Reason } from "../api/index.ts";

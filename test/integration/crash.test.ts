@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { installGrant, namespaces, ownImage, testEnv } from "../support/shared.ts";
+import { pushVariant } from "../../src/devenv/variants.ts";
 import { imageSecurityUpdates } from "../../src/devenv/honest-report.ts";
 import { createPatchJob, manualSpec, waitForPhase, getPatchJob } from "../../test/support/patchjobs.ts";
 import { startCli, localWorkerArgs, type CliProcess } from "../../test/support/cli.ts";
@@ -47,7 +48,12 @@ async function stoppedMidPatch(t: TestContext, how: "SIGKILL" | "SIGTERM") {
     how === "SIGKILL" ? "crash" : "sigterm"
   ]!;
   const repo = `${ns}/debian`;
-  const image = await ownImage(env, repo);
+  const own = await ownImage(env, repo);
+  // A layer of this run's own on top: no BuildKit cache from another file's patch of the
+  // same image makes copa finish before the stop lands.
+  const tag = `${how.toLowerCase()}-${Date.now()}`;
+  const digest = await pushVariant(env.registryHost, repo, "bookworm-vuln", tag, tag);
+  const image = { ...own, ref: `${env.registryHost}/${repo}:${tag}`, digest };
   await installGrant(env, ns, "*"); // a PatchJob by hand of an image no report names
   const registry = new RegistryClient();
   const updates = await imageSecurityUpdates(image.ref, ["liblzma5", "libpcre2-8-0", "perl-base"]);
@@ -95,7 +101,7 @@ async function stoppedMidPatch(t: TestContext, how: "SIGKILL" | "SIGTERM") {
     );
     const victim = running.status!.worker!;
     const survivor = victim === "worker-a" ? "worker-b" : "worker-a";
-    const copa = () => copaProcessesFor(`${repo}:bookworm-vuln-crash`);
+    const copa = () => copaProcessesFor(`${repo}:${tag}-crash`);
     await waitFor("copa to run", async () => (await copa()) > 0 || undefined, 30_000, 100);
     const t0 = Date.now();
     workers[victim]!.child.kill(how);
@@ -120,8 +126,8 @@ async function stoppedMidPatch(t: TestContext, how: "SIGKILL" | "SIGTERM") {
     assert.equal(pj.status?.phase, "Succeeded", pj.status?.message);
     assert.equal(pj.status?.worker, survivor);
     assert.equal(pj.status?.attempts, 2);
-    const tag = await registry.manifestFor(parseImageRef(`${env.registryHost}/${repo}:bookworm-vuln-crash`));
-    assert.equal(tag?.digest, pj.status?.patchedImage?.digest);
+    const patched = await registry.manifestFor(parseImageRef(`${env.registryHost}/${repo}:${tag}-crash`));
+    assert.equal(patched?.digest, pj.status?.patchedImage?.digest);
     const pushed = (await manifestRevisions(env.registry!.dataDir, repo)) - before;
     assert.equal(pushed, 1, "exactly one image pushed");
     reportFault(t, {
