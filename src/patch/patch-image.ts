@@ -38,7 +38,12 @@ export interface PatchedFacts {
  * Signs an image by digest (and attaches attestations); throws PatchError with a signing
  * reason. With one, copa pushes to a staging tag and the image gets its tag only once signed.
  */
-export type ImageSigner = (image: ImageRef, facts: PatchedFacts) => Promise<SignatureInfo>;
+export type ImageSigner = (
+  image: ImageRef,
+  facts: PatchedFacts,
+  /** An image found under the target tag (adopted): signed only if it is not already. */
+  o?: { adopted?: boolean },
+) => Promise<SignatureInfo>;
 
 /** copa's own --timeout when the spec gives none. @default "10m" */
 export const DEFAULT_COPA_TIMEOUT = "10m";
@@ -245,7 +250,7 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
     };
   const adopted = await adoptExisting(input, platform, src);
   // An adopted image is signed again: whatever holds the tag must be signed.
-  if (adopted) return adopted.kind === "patched" && input.sign ? signed(input, adopted) : adopted;
+  if (adopted) return adopted.kind === "patched" && input.sign ? signed(input, adopted, true) : adopted;
   const manifest = manifestFor(input, platform, src);
   const timeout = input.timeout ?? DEFAULT_COPA_TIMEOUT;
   const source: ImageRef = { ...input.source, digest: src.digest };
@@ -290,6 +295,7 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
 async function signed(
   input: PatchImageInput,
   r: Extract<PatchImageResult, { kind: "patched" }>,
+  adopted = false,
 ): Promise<Extract<PatchImageResult, { kind: "patched" }>> {
   input.onProgress?.("sign", `signing ${r.patchedDigest} and attesting its VEX and provenance`);
   const image: ImageRef = {
@@ -297,13 +303,17 @@ async function signed(
     repository: input.target.repository,
     digest: r.patchedDigest,
   };
-  const signature = await input.sign!(image, {
-    sourceDigest: r.sourceDigest,
-    patchedDigest: r.patchedDigest,
-    plan: r.plan,
-    verification: r.verification,
-    vex: r.vex,
-  });
+  const signature = await input.sign!(
+    image,
+    {
+      sourceDigest: r.sourceDigest,
+      patchedDigest: r.patchedDigest,
+      plan: r.plan,
+      verification: r.verification,
+      vex: r.vex,
+    },
+    { adopted },
+  );
   return { ...r, signature };
 }
 

@@ -109,6 +109,50 @@ export class CosignSigner {
     }
   }
 
+  /**
+   * Already signed with this key, its attestations of these types in place (an adopted
+   * image a patch of ours published): nothing to add. False when anything does not verify.
+   */
+  async signedAlready(image: ImageRef, types: string[], ctx: SignContext = {}): Promise<boolean> {
+    if (!image.digest) return false;
+    const key = await this.#publicKey().catch(() => undefined);
+    if (!key) return false;
+    const ref = formatImageRef({
+      registry: image.registry,
+      repository: image.repository,
+      digest: image.digest,
+    });
+    return verifyImage(ref, {
+      key,
+      types,
+      cosignPath: this.#o.cosignPath,
+      insecureHosts: this.#o.insecureHosts ?? [],
+      ...(ctx.dockerConfig !== undefined ? { dockerConfig: ctx.dockerConfig } : {}),
+    }).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  #pub?: Promise<string>;
+
+  /** The public key: a KMS URI serves both; a key file's is derived once (`cosign public-key`). */
+  #publicKey(): Promise<string> {
+    if (this.#o.key.includes("://")) return Promise.resolve(this.#o.key);
+    this.#pub ??= (async () => {
+      const dir = await mkdtemp(join(tmpdir(), "vuln-patcher-pubkey-"));
+      const file = join(dir, "cosign.pub");
+      await this.#run(
+        ["public-key", "--key", this.#o.key, "--outfile", file],
+        { PATH: process.env.PATH, HOME: dir, COSIGN_PASSWORD: this.#o.password ?? "" },
+        undefined,
+        "deriving the public key",
+      );
+      return file;
+    })();
+    return this.#pub;
+  }
+
   #common(image: ImageRef): string[] {
     const plain =
       /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(image.registry) ||
@@ -199,7 +243,15 @@ export interface VerifiedImage {
  */
 export async function verifyImage(
   ref: string,
-  o: { key: string; types: string[]; cosignPath?: string; insecureHosts?: string[]; timeoutMs?: number },
+  o: {
+    key: string;
+    types: string[];
+    cosignPath?: string;
+    insecureHosts?: string[];
+    timeoutMs?: number;
+    /** Registry credentials (dockerconfigjson text) to read with. @default $DOCKER_CONFIG */
+    dockerConfig?: string;
+  },
 ): Promise<VerifiedImage> {
   const cosign = findTool("cosign", o.cosignPath);
   const host = ref.split("/")[0] ?? "";
@@ -212,10 +264,15 @@ export async function verifyImage(
     ...(plain ? ["--allow-http-registry", "--allow-insecure-registry"] : []),
   ];
   const dir = await mkdtemp(join(tmpdir(), "vuln-patcher-verify-"));
+  if (o.dockerConfig !== undefined) {
+    await mkdir(join(dir, "docker"), { mode: 0o700 });
+    await writeFile(join(dir, "docker", "config.json"), o.dockerConfig, { mode: 0o600 });
+  }
   const env = {
     PATH: process.env.PATH,
     HOME: dir,
-    DOCKER_CONFIG: process.env.DOCKER_CONFIG ?? join(dir, "docker"),
+    DOCKER_CONFIG:
+      o.dockerConfig !== undefined ? join(dir, "docker") : (process.env.DOCKER_CONFIG ?? join(dir, "docker")),
   };
   const run = (args: string[]) =>
     new Promise<CosignRun>((resolve) =>

@@ -7,6 +7,8 @@ import {
   type CosignSigner,
   type Executor,
   type ImageSigner,
+  OPENVEX_TYPE,
+  PROVENANCE_TYPE,
   onBuilders,
   parseBuilderAddrs,
   patchImage,
@@ -137,8 +139,14 @@ function signerFor(
   a: Attempt,
   at: { source: ImageRef; target: ImageRef; buildkitAddr: string },
 ): ImageSigner {
-  return (image, facts) =>
-    signer.signAndAttest(
+  const ctx = { ...(d.dockerConfig !== undefined ? { dockerConfig: d.dockerConfig } : {}), signal: a.signal };
+  const types = [OPENVEX_TYPE, PROVENANCE_TYPE];
+  return async (image, facts, o) => {
+    const t = performance.now();
+    // An image already under the tag (adopted): signed by an earlier attempt or PatchJob.
+    if (o?.adopted && (await signer.signedAlready(image, types, ctx)))
+      return { digest: image.digest!, attestations: types, ms: performance.now() - t };
+    return signer.signAndAttest(
       image,
       attestationsFor({
         pj: a.pj,
@@ -149,6 +157,7 @@ function signerFor(
         buildkit: at.buildkitAddr,
         tools: d.tools ?? {},
       }),
-      { ...(d.dockerConfig !== undefined ? { dockerConfig: d.dockerConfig } : {}), signal: a.signal },
+      ctx,
     );
+  };
 }

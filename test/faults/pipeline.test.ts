@@ -84,9 +84,16 @@ after(async () => {
   await env?.stop();
 });
 
+/** copa processes of this file's environment (its registry in their argv): other files' run beside it. */
 async function copaProcesses(): Promise<number> {
   const { stdout } = await run("ps", ["-eo", "args"]);
-  return stdout.split("\n").filter((l) => /(^|\/)copa patch /.test(l)).length;
+  return stdout
+    .split("\n")
+    .filter(
+      (l) =>
+        /(^|\/)copa patch /.test(l) &&
+        (l.includes(env.registryHost) || l.includes(env.authRegistry?.host ?? "\0")),
+    ).length;
 }
 
 /** The end state every fault must leave: nothing Running in the namespace, no copa process. */

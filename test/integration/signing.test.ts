@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { promisify } from "node:util";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -190,6 +190,30 @@ test("signing - a patched image is signed; its OpenVEX and provenance attestatio
   assert.deepEqual([...prov.predicate.fixedCVEs].sort(), pj.status!.fixedCVEs);
   assert.equal(prov.predicate.patchJob.uid, pj.metadata.uid);
   assert.deepEqual(prov.predicate.builder.tools, { copa: "0.14.2" });
+
+  // The same patch asked again: the image under the tag is adopted (NoOp, AlreadyPatched)
+  // and, already signed with its attestations, gets nothing more pushed.
+  const revisions = async () =>
+    (
+      await readdir(
+        join(
+          env.registry!.dataDir,
+          "docker/registry/v2/repositories",
+          NS,
+          "debian/_manifests/revisions/sha256",
+        ),
+      )
+    ).length;
+  const before = await revisions();
+  await createPatchJob(
+    kc,
+    NS,
+    "signed-again",
+    manualSpec(img.ref, img.digest, { updates, os: { type: "debian", version: "12" } }),
+  );
+  const again = await waitForPhase(kc, NS, "signed-again", ["Succeeded", "Failed", "NoOp"]);
+  assert.equal(again.status?.reason, "AlreadyPatched", again.status?.message);
+  assert.equal(await revisions(), before, "no signature or attestation pushed again");
 
   // The password is in no log line.
   assert.ok(!lines.some((l) => JSON.stringify(l).includes(PASSWORD)));

@@ -7,16 +7,25 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { BatchV1Api, CoreV1Api, type V1Pod } from "@kubernetes/client-node";
+import { AdmissionregistrationV1Api, BatchV1Api, CoreV1Api, type V1Pod } from "@kubernetes/client-node";
+import { startAdmissionServer } from "../../src/server/index.ts";
 import { setup, goBinary, cacheDir, type Env } from "../../src/devenv/index.ts";
 import { buildClusterImages, type ClusterImages } from "../../src/devenv/cluster-images.ts";
 import { installChart } from "../../src/devenv/chart.ts";
-import { installCRDs } from "../../src/kube/index.ts";
+import { ignoreConflict, installCRDs } from "../../src/kube/index.ts";
 import { parseImageRef } from "../../src/api/index.ts";
-import { copaArgv, jobName, kubernetesExecutor } from "../../src/patch/index.ts";
+import {
+  copaArgv,
+  jobName,
+  kubernetesExecutor,
+  OPENVEX_TYPE,
+  PROVENANCE_TYPE,
+  verifyImage,
+} from "../../src/patch/index.ts";
 import { sbomscannerCRDs } from "../../src/devenv/crds.ts";
 import { hostState } from "../../src/devenv/node.ts";
 import { honestReportForImage } from "../../src/devenv/honest-report.ts";
@@ -31,6 +40,30 @@ const NS = "vuln-patcher";
 /** Where the chart runs copa Jobs: apart from BuildKit, Pod Security Admission "restricted". */
 const JOBS = `${NS}-copa`;
 const APPS = "default";
+const SIGNING_SECRET = "vp-signing";
+const SIGNING_PASSWORD = "the cluster test's signing password";
+/** cosign's key pair for this run (cosign.key, cosign.pub). */
+let keys: string;
+
+async function signingKeySecret(): Promise<void> {
+  keys = await mkdtemp(join(tmpdir(), "vp-cluster-keys-"));
+  await run(goBinary("cosign"), ["generate-key-pair", "--output-key-prefix", join(keys, "cosign")], {
+    env: { PATH: process.env.PATH, HOME: keys, COSIGN_PASSWORD: SIGNING_PASSWORD },
+  });
+  const core = env.kubeConfig().makeApiClient(CoreV1Api);
+  await ignoreConflict(core.createNamespace({ body: { metadata: { name: NS } } }));
+  await core.createNamespacedSecret({
+    namespace: NS,
+    body: {
+      metadata: { name: SIGNING_SECRET },
+      stringData: {
+        "cosign.key": await readFile(join(keys, "cosign.key"), "utf8"),
+        "cosign.pub": await readFile(join(keys, "cosign.pub"), "utf8"),
+        "cosign.password": SIGNING_PASSWORD,
+      },
+    },
+  });
+}
 
 let env: Env;
 let images: ClusterImages;
@@ -48,6 +81,7 @@ before(async () => {
 
 after(async () => {
   await env?.stop();
+  if (keys) await rm(keys, { recursive: true, force: true });
 });
 
 async function kubectl(args: string[]): Promise<string> {
@@ -74,15 +108,20 @@ async function jobsFor(patchJob: string): Promise<string[]> {
   return jobs.items.map((j) => j.metadata!.name!);
 }
 
-/** Manifests the registry holds for a repository (each push of a new image adds one). */
+/**
+ * Image manifests the registry holds for a repository (each push of a new image adds
+ * one); signatures and attestations (sigstore bundles, their referrers indexes) are not images.
+ */
 async function manifestRevisions(repo: string): Promise<number> {
-  const dir = join(
-    env.registry!.dataDir,
-    "docker/registry/v2/repositories",
-    repo,
-    "_manifests/revisions/sha256",
-  );
-  return (await readdir(dir).catch(() => [])).length;
+  const root = join(env.registry!.dataDir, "docker/registry/v2");
+  const dir = join(root, "repositories", repo, "_manifests/revisions/sha256");
+  let n = 0;
+  for (const hex of await readdir(dir).catch(() => [] as string[])) {
+    const body = await readFile(join(root, "blobs/sha256", hex.slice(0, 2), hex, "data"), "utf8").catch(() => "{}");
+    const m = JSON.parse(body) as { config?: { mediaType?: string } };
+    if (/image\.config|container\.image/.test(m.config?.mediaType ?? "")) n++;
+  }
+  return n;
 }
 
 /** Host processes by name, with their uid and whether their root filesystem is read-only. */
@@ -128,10 +167,20 @@ test("cluster - node Ready; images built by BuildKit from the Dockerfiles; helm 
     assert.ok(await registry.resolve(parseImageRef(ref)), `${ref} is in the registry`);
 
   await installCRDs(env.kubeConfig(), sbomscannerCRDs());
+  // The workers sign what they publish: a key pair made by cosign, as a Secret of the
+  // release namespace (what `cosign generate-key-pair k8s://...` makes).
+  await signingKeySecret();
   const t2 = Date.now();
-  // "default" is a tenant namespace: the worker may keep VEX ConfigMaps and read Secrets there.
+  // "default" is a tenant namespace: the worker may read Secrets there.
   await installChart(env, images, {
-    extra: ["--set", "worker.ackWait=20s", "--set", `worker.namespaces[0]=${APPS}`],
+    extra: [
+      "--set",
+      "worker.ackWait=20s",
+      "--set",
+      `worker.namespaces[0]=${APPS}`,
+      "--set",
+      `signing.keySecret=${SIGNING_SECRET}`,
+    ],
   });
   timings["helm install -> every Pod Ready"] = `${((Date.now() - t2) / 1000).toFixed(1)} s`;
   const running = await pods();
@@ -211,6 +260,19 @@ test("cluster - report -> controller Pod -> NATS -> worker Pod -> copa Job Pod -
   assert.equal(tag?.digest, ref.digest, "the digest recorded is what the registry serves");
   assert.deepEqual(pj.status?.fixedCVEs, [...new Set(findings.map((f) => f.cve))].sort());
   first = { name: "bookworm", digest: ref.digest!, reference: ref.reference! };
+  // Signed by the worker Pod (cosign in the image, the key from the Secret), with its
+  // VEX (made from the verified fixes: copa ran in a Job) and provenance attestations.
+  assert.deepEqual(pj.status?.signature?.digest, ref.digest);
+  const verified = await verifyImage(ref.reference!, {
+    key: join(keys, "cosign.pub"),
+    types: [OPENVEX_TYPE, PROVENANCE_TYPE],
+    insecureHosts: [env.registryHost],
+  });
+  assert.equal(verified.digest, ref.digest);
+  const vexCVEs = (
+    verified.attestations[OPENVEX_TYPE] as { statements: Array<{ vulnerability: { name: string } }> }
+  ).statements.map((x) => x.vulnerability.name);
+  for (const cve of pj.status!.fixedCVEs!) assert.ok(vexCVEs.includes(cve), `${cve} in the VEX`);
 
   const jobs = await jobsFor("bookworm");
   assert.equal(jobs.length, 1, `one Job: ${jobs.join(", ")}`);
@@ -296,6 +358,109 @@ test("cluster - a copa Job Pod that fails: its termination message reaches the e
   assert.match(run.outputTail, /buildkit|connect|refused/i, run.outputTail);
   const j = await kc.makeApiClient(BatchV1Api).readNamespacedJob({ namespace: NS, name: jobName("fail-1") });
   assert.ok(j.status?.conditions?.some((c) => c.type === "Failed" && c.status === "True"));
+});
+
+test("cluster - admission on the node: a Pod of the image the worker Pod signed is admitted and runs; the vulnerable image re-tagged -patched is refused", async (t) => {
+  assert.ok(first, "needs the signed patch above");
+  const kc = env.kubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  const ns = "signed-only";
+  await core.createNamespace({ body: { metadata: { name: ns } } });
+  const forged = `${env.registryHost}/library/debian:forged-patched`;
+  await retag(env.registryHost, "library/debian", "bookworm-vuln", "forged-patched");
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=127.0.0.1",
+    "-addext",
+    "subjectAltName=IP:127.0.0.1",
+    "-keyout",
+    join(keys, "tls.key"),
+    "-out",
+    join(keys, "tls.crt"),
+  ]);
+  const cert = await readFile(join(keys, "tls.crt"), "utf8");
+  const hook = await startAdmissionServer({
+    key: join(keys, "cosign.pub"),
+    images: [".*:[^/]*-patched(@sha256:[a-f0-9]{64})?", ".*@sha256:[a-f0-9]{64}"],
+    insecureHosts: [env.registryHost],
+    cert,
+    tlsKey: await readFile(join(keys, "tls.key"), "utf8"),
+    host: "127.0.0.1",
+    port: 0,
+  });
+  const admission = kc.makeApiClient(AdmissionregistrationV1Api);
+  await admission.createValidatingWebhookConfiguration({
+    body: {
+      metadata: { name: "vp-signed-only" },
+      webhooks: [
+        {
+          name: "signed.vulnpatcher.io",
+          clientConfig: {
+            url: `https://127.0.0.1:${hook.port}/validate`,
+            caBundle: Buffer.from(cert).toString("base64"),
+          },
+          rules: [{ operations: ["CREATE"], apiGroups: [""], apiVersions: ["v1"], resources: ["pods"] }],
+          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": ns } },
+          failurePolicy: "Fail",
+          sideEffects: "None",
+          admissionReviewVersions: ["v1"],
+          timeoutSeconds: 20,
+        },
+      ],
+    },
+  });
+  try {
+    const pod = (name: string, image: string) => ({
+      metadata: { name },
+      spec: {
+        containers: [
+          {
+            name: "app",
+            image,
+            command: ["sleep", "3600"],
+            securityContext: { allowPrivilegeEscalation: false, runAsNonRoot: true, runAsUser: 65532 },
+          },
+        ],
+      },
+    });
+    const refused = await waitFor(
+      "the webhook refuses the unsigned image",
+      async () =>
+        await core.createNamespacedPod({ namespace: ns, body: pod(`forged-${Date.now()}`, forged) }).then(
+          () => undefined,
+          (e: unknown) => e as { code?: number; body?: string },
+        ),
+      30_000,
+      500,
+    );
+    assert.equal(refused.code, 403, String(refused.body));
+    assert.match(String(refused.body), /not signed by vuln-patcher's key/);
+    const signed = `${env.registryHost}/library/debian@${first.digest}`;
+    await core.createNamespacedPod({ namespace: ns, body: pod("signed", signed) });
+    const running = await waitFor(
+      "the signed Pod running on the node",
+      async () => {
+        const p = await core.readNamespacedPod({ namespace: ns, name: "signed" });
+        return p.status?.phase === "Running" ? p : undefined;
+      },
+      180_000,
+      500,
+    );
+    t.diagnostic(`admitted and running on ${running.spec?.nodeName}: ${signed}; refused: ${forged}`);
+    await core.deleteNamespacedPod({ namespace: ns, name: "signed", gracePeriodSeconds: 0 });
+  } finally {
+    await admission.deleteValidatingWebhookConfiguration({ name: "vp-signed-only" });
+    await hook.close();
+  }
 });
 
 test("cluster - stopping the environment leaves no process, mount, bridge, iptables chain or cgroup; ip_forward as it was", async (t) => {
