@@ -117,7 +117,9 @@ async function manifestRevisions(repo: string): Promise<number> {
   const dir = join(root, "repositories", repo, "_manifests/revisions/sha256");
   let n = 0;
   for (const hex of await readdir(dir).catch(() => [] as string[])) {
-    const body = await readFile(join(root, "blobs/sha256", hex.slice(0, 2), hex, "data"), "utf8").catch(() => "{}");
+    const body = await readFile(join(root, "blobs/sha256", hex.slice(0, 2), hex, "data"), "utf8").catch(
+      () => "{}",
+    );
     const m = JSON.parse(body) as { config?: { mediaType?: string } };
     if (/image\.config|container\.image/.test(m.config?.mediaType ?? "")) n++;
   }
