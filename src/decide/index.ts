@@ -96,3 +96,13 @@ export {
   VerifiedReason,
   withVerification,
 } from "./verify-scan.ts";
+export {
+  gitOpsOwner,
+  matchWorkloads,
+  ROLLOUT_OPT_OUT,
+  type RolloutSelection,
+  type WorkloadFacts,
+  type WorkloadKind,
+  type WorkloadMatch,
+  WorkloadState,
+} from "./workloads.ts";
