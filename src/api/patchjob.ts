@@ -246,6 +246,21 @@ export interface PatchJobStatus {
   plannedUpdates?: PackageUpdate[];
   /** sbomscanner's own scan of the patched image, against the CVEs marked fixed (docs/signing.md). */
   verification?: ScanVerification;
+  /** The workloads of this namespace running the source image, as the policy's rollout sees them. */
+  rollout?: {
+    mode: string;
+    observedGeneration?: number;
+    workloads: Array<{
+      kind: string;
+      namespace: string;
+      name: string;
+      container: string;
+      from: string;
+      state: string;
+      reason?: string;
+      message?: string;
+    }>;
+  };
   /** The published image's signature and attestations (docs/signing.md). */
   signature?: { digest: string; attestations: string[] };
   conditions?: Condition[];

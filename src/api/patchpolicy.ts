@@ -40,6 +40,12 @@ export interface PatchPolicySpec {
   credentialsSecret?: string;
   /** After a patch: ask sbomscanner to scan the patched image now (one ScanJob per patch), not on its schedule. */
   verification?: { requestScan?: boolean };
+  /** The workloads running the source image: Off, or DryRun (the plan recorded in the PatchJob's status). */
+  rollout?: {
+    mode?: "Off" | "DryRun";
+    kinds?: Array<"Deployment" | "StatefulSet" | "DaemonSet" | "CronJob" | "Pod">;
+    matchLabels?: Record<string, string>;
+  };
 }
 
 export interface PatchPolicyStatus {

@@ -31,6 +31,7 @@ import { indexReconciler, reportReconciler, requestReconciler, type ReconcilerDe
 import { MemberIndex, wakes, type Kind } from "./routing.ts";
 import { AfterScans } from "./after-scans.ts";
 import { scanJobs } from "./scanjobs.ts";
+import { workloadReader } from "./workloads.ts";
 import { runSchedules } from "./schedules.ts";
 import { runSweep } from "./sweep.ts";
 import { ReportImages, Tenancy } from "./tenancy.ts";
@@ -303,6 +304,7 @@ function reconcilerDeps(
   return {
     client,
     registryFor: (pj) => sbom.registryFor(pj),
+    workloadsIn: workloadReader(o.kc),
     createScanJob: (job) => sbom.create(job),
     publisher: o.publisher,
     events: eventRecorder(o.kc, "vuln-patcher-controller", o.log),

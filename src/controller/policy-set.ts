@@ -170,6 +170,16 @@ export class PolicySet {
     return `${t?.registry ?? img.registryURI}/${t?.repository ?? img.repository}`;
   }
 
+  /** The rollout settings of the PatchJob's policy (none: Off). */
+  rolloutOf(pj: PatchJob): PatchPolicy["spec"]["rollout"] {
+    const ref = pj.spec.policyRef;
+    if (!ref) return undefined;
+    const p = this.compiled().valid.find(
+      (c) => c.name === ref.name && c.namespace === (ref.namespace ?? pj.metadata.namespace),
+    );
+    return p?.policy.spec.rollout;
+  }
+
   /** The PatchJob's policy asks sbomscanner for a scan of each patched image at once. */
   wantsScan(pj: PatchJob): boolean {
     const ref = pj.spec.policyRef;

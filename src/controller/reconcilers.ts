@@ -8,6 +8,8 @@ import {
   decideReport,
   decideRequest,
   withVerification,
+  decideRollout,
+  type WorkloadFacts,
   type ScanRequest,
   VERIFIED,
   VerifiedReason,
@@ -37,6 +39,8 @@ export interface ReconcilerDeps extends ApplyDeps {
   clock: () => Date;
   /** The report of a PatchJob's patched digest (sbomscanner's after-scan), by key. */
   scanOf: (pj: PatchJob | undefined) => string | undefined;
+  /** The workloads of a namespace (read when a rollout plan is due). */
+  workloadsIn?: (namespace: string) => Promise<WorkloadFacts[] | undefined>;
   /** The sbomscanner Registry of the PatchJob's namespace that covers its patched image (read when a scan is to be asked for). */
   registryFor?: (pj: PatchJob) => Promise<ScanRequest | undefined>;
 }
@@ -50,6 +54,15 @@ async function scanRequest(d: ReconcilerDeps, pj: PatchJob | undefined): Promise
   const verified = pj.status.conditions?.find((c) => c.type === VERIFIED);
   if (verified?.reason === VerifiedReason.ScanRequested || !d.policies.wantsScan(pj)) return undefined;
   return d.registryFor(pj);
+}
+
+/** A DryRun rollout's plan, when the policy wants one and this generation has none yet (the workloads read only then). */
+async function rolloutPlan(d: ReconcilerDeps, pj: PatchJob | undefined) {
+  if (!pj || !d.workloadsIn || pj.status?.phase !== "Succeeded") return undefined;
+  const rollout = d.policies.rolloutOf(pj);
+  if ((rollout?.mode ?? "Off") === "Off") return undefined;
+  if (pj.status.rollout?.observedGeneration === (pj.metadata.generation ?? 1)) return undefined;
+  return decideRollout(pj, rollout, await d.workloadsIn(pj.metadata.namespace!));
 }
 
 /** The after-scan of this PatchJob, as the decision reads it. */
@@ -79,13 +92,14 @@ export function reportReconciler(d: ReconcilerDeps): Reconciler {
       schema: d.schema,
       now: d.clock(),
     });
-    const action = withVerification(
+    const verify = withVerification(
       decided,
       current,
       afterScan(d, current),
       d.clock(),
       decided.kind === "none" ? await scanRequest(d, current) : undefined,
     );
+    const action = verify.kind === "none" ? ((await rolloutPlan(d, current)) ?? verify) : verify;
     const result = await apply(d, action, current, log);
     // A Scheduled policy's grant is one decision: this was it.
     d.policies.consumeGrant(key);

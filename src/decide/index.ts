@@ -97,6 +97,7 @@ export {
   withVerification,
 } from "./verify-scan.ts";
 export {
+  decideRollout,
   gitOpsOwner,
   matchWorkloads,
   ROLLOUT_OPT_OUT,

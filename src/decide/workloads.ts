@@ -5,7 +5,10 @@
 // A container runs the image when its reference names the same repository and the same
 // digest, or (a reference by tag) the same tag, or when a Pod of the workload reports the
 // source digest as its image ID (what the kubelet pulled: the truth for a mutable tag).
-import { type ImageRef, parseImageRef } from "../api/index.ts";
+import { isDeepStrictEqual } from "node:util";
+import { type ImageRef, parseImageRef, type PatchJob, Phase } from "../api/index.ts";
+import type { Action } from "./actions.ts";
+import { sourceRef } from "./naming.ts";
 
 export type WorkloadKind = "Deployment" | "StatefulSet" | "DaemonSet" | "CronJob" | "Pod";
 
@@ -125,4 +128,38 @@ function skipReason(
   for (const [k, v] of Object.entries(selection.matchLabels ?? {}))
     if (w.labels?.[k] !== v) return { reason: "NotSelected", message: `label ${k}=${v} does not match` };
   return undefined;
+}
+
+/**
+ * A Succeeded PatchJob under a DryRun rollout: the plan for its generation, or undefined
+ * when the status already has it (level-triggered). `workloads` undefined: not read (yet).
+ */
+export function decideRollout(
+  pj: PatchJob | undefined,
+  rollout: { mode?: string; kinds?: WorkloadKind[]; matchLabels?: Record<string, string> } | undefined,
+  workloads: WorkloadFacts[] | undefined,
+): Action | undefined {
+  if (!pj?.spec.image || !workloads || (rollout?.mode ?? "Off") === "Off") return undefined;
+  if (pj.status?.phase !== Phase.Succeeded) return undefined;
+  const generation = pj.metadata.generation ?? 1;
+  if (pj.status.observedGeneration !== generation) return undefined;
+  const source = sourceRef({ image: pj.spec.image });
+  const matches = matchWorkloads(source, pj.metadata.namespace!, workloads, {
+    ...(rollout?.kinds ? { kinds: rollout.kinds } : {}),
+    ...(rollout?.matchLabels ? { matchLabels: rollout.matchLabels } : {}),
+  });
+  const next = { mode: rollout!.mode!, observedGeneration: generation, workloads: matches.map(clean) };
+  if (isDeepStrictEqual(pj.status.rollout, next)) return undefined;
+  const planned = matches.filter((m) => m.state === WorkloadState.Planned).length;
+  const message = `rollout ${next.mode}: ${planned} workload containers would get the patched image, ${matches.length - planned} left alone`;
+  return {
+    kind: "status",
+    status: { ...pj.status, rollout: next },
+    event: { type: "Normal", reason: "RolloutPlanned", message },
+  };
+}
+
+/** Without undefined members, as the apiserver returns it. */
+function clean(m: WorkloadMatch): WorkloadMatch {
+  return Object.fromEntries(Object.entries(m).filter(([, v]) => v !== undefined)) as unknown as WorkloadMatch;
 }
