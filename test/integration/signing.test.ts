@@ -6,8 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { promisify } from "node:util";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
@@ -25,8 +24,8 @@ import {
   PatchError,
   Reason,
 } from "../../src/api/index.ts";
-import { AdmissionregistrationV1Api, CoreV1Api } from "@kubernetes/client-node";
-import { startAdmissionServer } from "../../src/server/index.ts";
+import { CoreV1Api } from "@kubernetes/client-node";
+import { signedOnlyWebhook } from "../support/admission.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
 import { reportFault } from "../support/faults.ts";
 import { RegistryClient } from "../../src/registry/index.ts";
@@ -49,7 +48,6 @@ let NS: string;
 let keys: string;
 let updates: PackageUpdate[];
 const PASSWORD = "a signing password";
-const run = promisify(execFile);
 const registry = new RegistryClient();
 /** The worker's log lines (JSON), for the signing times. */
 const lines: Array<Record<string, unknown>> = [];
@@ -326,57 +324,11 @@ test("signing - the admission webhook admits a Pod running the signed patched im
   const um = await registry.manifestBytes(forged, unsigned.digest);
   await registry.putManifest(forged, um.mediaType, um.bytes);
 
-  // A serving certificate for 127.0.0.1 (the apiserver calls webhooks over TLS only).
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=127.0.0.1",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1",
-    "-keyout",
-    join(keys, "tls.key"),
-    "-out",
-    join(keys, "tls.crt"),
-  ]);
-  const cert = await readFile(join(keys, "tls.crt"), "utf8");
-  const hook = await startAdmissionServer({
+  const hook = await signedOnlyWebhook(kc, {
+    namespace: NS,
     key: join(keys, "cosign.pub"),
-    // Every image of this file's repositories must be signed.
+    // Images that must be signed.
     images: [`.*/${NS}/.*`],
-    cert,
-    tlsKey: await readFile(join(keys, "tls.key"), "utf8"),
-    host: "127.0.0.1",
-    port: 0,
-  });
-  const admission = kc.makeApiClient(AdmissionregistrationV1Api);
-  const name = `vp-signed-${NS}`;
-  await admission.createValidatingWebhookConfiguration({
-    body: {
-      metadata: { name },
-      webhooks: [
-        {
-          name: "signed.vulnpatcher.io",
-          clientConfig: {
-            url: `https://127.0.0.1:${hook.port}/validate`,
-            caBundle: Buffer.from(cert).toString("base64"),
-          },
-          rules: [{ operations: ["CREATE"], apiGroups: [""], apiVersions: ["v1"], resources: ["pods"] }],
-          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": NS } },
-          failurePolicy: "Fail",
-          sideEffects: "None",
-          admissionReviewVersions: ["v1"],
-          timeoutSeconds: 20,
-        },
-      ],
-    },
   });
   try {
     const core = kc.makeApiClient(CoreV1Api);
@@ -411,7 +363,6 @@ test("signing - the admission webhook admits a Pod running the signed patched im
       observed: `refused ${refused.code}; ${admitted.metadata?.name} admitted (${signed})`,
     });
   } finally {
-    await admission.deleteValidatingWebhookConfiguration({ name });
     await hook.close();
   }
 });

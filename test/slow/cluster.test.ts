@@ -11,8 +11,8 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { AdmissionregistrationV1Api, BatchV1Api, CoreV1Api, type V1Pod } from "@kubernetes/client-node";
-import { startAdmissionServer } from "../../src/server/index.ts";
+import { BatchV1Api, CoreV1Api, type V1Pod } from "@kubernetes/client-node";
+import { signedOnlyWebhook } from "../support/admission.ts";
 import { setup, goBinary, cacheDir, type Env } from "../../src/devenv/index.ts";
 import { buildClusterImages, type ClusterImages } from "../../src/devenv/cluster-images.ts";
 import { installChart } from "../../src/devenv/chart.ts";
@@ -370,55 +370,12 @@ test("cluster - admission on the node: a Pod of the image the worker Pod signed 
   await core.createNamespace({ body: { metadata: { name: ns } } });
   const forged = `${env.registryHost}/library/debian:forged-patched`;
   await retag(env.registryHost, "library/debian", "bookworm-vuln", "forged-patched");
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=127.0.0.1",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1",
-    "-keyout",
-    join(keys, "tls.key"),
-    "-out",
-    join(keys, "tls.crt"),
-  ]);
-  const cert = await readFile(join(keys, "tls.crt"), "utf8");
-  const hook = await startAdmissionServer({
+  const hook = await signedOnlyWebhook(kc, {
+    namespace: ns,
     key: join(keys, "cosign.pub"),
+    // Images that must be signed.
     images: [".*:[^/]*-patched(@sha256:[a-f0-9]{64})?", ".*@sha256:[a-f0-9]{64}"],
     insecureHosts: [env.registryHost],
-    cert,
-    tlsKey: await readFile(join(keys, "tls.key"), "utf8"),
-    host: "127.0.0.1",
-    port: 0,
-  });
-  const admission = kc.makeApiClient(AdmissionregistrationV1Api);
-  await admission.createValidatingWebhookConfiguration({
-    body: {
-      metadata: { name: "vp-signed-only" },
-      webhooks: [
-        {
-          name: "signed.vulnpatcher.io",
-          clientConfig: {
-            url: `https://127.0.0.1:${hook.port}/validate`,
-            caBundle: Buffer.from(cert).toString("base64"),
-          },
-          rules: [{ operations: ["CREATE"], apiGroups: [""], apiVersions: ["v1"], resources: ["pods"] }],
-          namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": ns } },
-          failurePolicy: "Fail",
-          sideEffects: "None",
-          admissionReviewVersions: ["v1"],
-          timeoutSeconds: 20,
-        },
-      ],
-    },
   });
   try {
     const pod = (name: string, image: string) => ({
@@ -460,7 +417,6 @@ test("cluster - admission on the node: a Pod of the image the worker Pod signed 
     t.diagnostic(`admitted and running on ${running.spec?.nodeName}: ${signed}; refused: ${forged}`);
     await core.deleteNamespacedPod({ namespace: ns, name: "signed", gracePeriodSeconds: 0 });
   } finally {
-    await admission.deleteValidatingWebhookConfiguration({ name: "vp-signed-only" });
     await hook.close();
   }
 });
