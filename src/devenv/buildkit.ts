@@ -67,7 +67,7 @@ export async function buildkitServer(
     throw new Error("buildkitd needs root here (the OCI worker with runc): run the tests as root");
   const suffix = index ? `-${index + 1}` : "";
   const root = join(dir, `buildkit${suffix}`);
-  await mkdir(root, { recursive: true });
+  await mkdir(join(root, "tmp"), { recursive: true });
   const socket = join(root, "buildkitd.sock");
   const config = join(dir, `buildkitd${suffix}.toml`);
   await writeFile(config, buildkitdConfig({ root, socket, registry, extraRegistries }));
@@ -79,7 +79,9 @@ export async function buildkitServer(
       name: `buildkitd${suffix}`,
       command: goBinary("buildkitd"),
       args: ["--config", config],
-      env: { ...process.env, PATH: `${dirname(runc)}:${process.env.PATH ?? ""}` },
+      // TMPDIR inside its root: buildkitd mounts snapshots read-only under the temp dir
+      // (buildkit-mountNNN); killed mid-build it leaves them, and unmountUnder(root) must find them.
+      env: { ...process.env, PATH: `${dirname(runc)}:${process.env.PATH ?? ""}`, TMPDIR: join(root, "tmp") },
       logDir: dir,
       startTimeoutMs: 60_000,
       ready: async () => {

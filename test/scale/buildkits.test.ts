@@ -5,6 +5,7 @@
 // is killed while it patches: its patches finish on the other, none Failed.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { goBinary, setup, type Env } from "../../src/devenv/index.ts";
 import { installAllCRDs } from "../../src/devenv/crds.ts";
@@ -65,12 +66,17 @@ before(async () => {
   });
 });
 
-after(async () => {
-  await worker?.stop();
-  await ctl?.stop();
-  await nc?.close();
-  await env?.stop();
-});
+/** Everything stopped, in order (the last test does it to look at the host afterwards). */
+let stopped: Promise<void> | undefined;
+const stopAll = () =>
+  (stopped ??= (async () => {
+    await worker?.stop();
+    await ctl?.stop();
+    await nc?.close();
+    await env?.stop();
+  })());
+
+after(stopAll);
 
 async function patchAll(round: string, extra: Parameters<typeof manualSpec>[2] = {}): Promise<void> {
   const kc = env.kubeConfig();
@@ -171,4 +177,14 @@ test("buildkits - one BuildKit killed while it patches: its patches finish on th
       `${failovers} failovers; ` +
       pjs.map((p) => `${p.metadata.name} ${p.status?.phase} on ${name(p.status?.buildkit ?? "")}`).join(", "),
   });
+});
+
+test("buildkits - stopping the environment leaves no mount of either BuildKit, the killed one included", async () => {
+  const dir = env.dir;
+  await stopAll();
+  const left = readFileSync("/proc/mounts", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[1] ?? "")
+    .filter((m) => m.startsWith(dir) || /\/buildkit-mount\d+$/.test(m));
+  assert.deepEqual(left, []);
 });
