@@ -18,12 +18,12 @@ import {
   reportFacts,
   type ReportSummary,
 } from "../src/decide/index.ts";
-import { freePort, setup } from "../src/devenv/index.ts";
+import { setup } from "../src/devenv/index.ts";
 import { installAllCRDs } from "../src/devenv/crds.ts";
 import { createNamespace, reportsApi } from "../src/devenv/kube.ts";
 import { waitFor } from "../src/devenv/wait.ts";
 import { makeReport } from "../test/fixtures/make-report.ts";
-import { metricValue, startCli } from "../test/support/cli.ts";
+import { metricValue, startControllerCli } from "../test/support/cli.ts";
 
 export const PATHOLOGICAL = ["(a+){1,40}", "(a|a)*b", "a*a*a*a*a*a*b"];
 
@@ -107,22 +107,7 @@ export async function healthzUnderLoad(
       namespace: "patterns",
       body: policy(`p${i}`, "patterns", p),
     });
-  const port = await freePort();
-  const ctl = await startCli(
-    [
-      "controller",
-      "--kubeconfig",
-      env.kubeconfig,
-      "--nats-url",
-      env.natsURL,
-      "--leader-elect=false",
-      "--listen",
-      `127.0.0.1:${port}`,
-      "--log-level",
-      "warn",
-    ],
-    { logDir: env.dir, name: "controller", listenPort: port },
-  );
+  const ctl = await startControllerCli(env, ["--log-level", "warn"]);
   let maxMs = 0;
   let answers = 0;
   let failures = 0;
@@ -130,7 +115,7 @@ export async function healthzUnderLoad(
   const poll = (async () => {
     while (polling) {
       const t = performance.now();
-      const ok = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(5_000) }).then(
+      const ok = await fetch(`${ctl.url!}/healthz`, { signal: AbortSignal.timeout(5_000) }).then(
         (r) => r.ok,
         () => false,
       );
@@ -151,7 +136,7 @@ export async function healthzUnderLoad(
     const decided = await waitFor(
       "every report decided",
       async () => {
-        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        const text = await (await fetch(`${ctl.url!}/metrics`)).text();
         const n2 = metricValue(text, "vuln_patcher_reconcile_total", 'kind="report"');
         return n2 >= n ? n2 : undefined;
       },

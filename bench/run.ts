@@ -12,7 +12,13 @@ import { setup, goBinary, freePort, REPO_ROOT, type Env } from "../src/devenv/in
 import { installAllCRDs } from "../src/devenv/crds.ts";
 import { createNamespace, reportsApi } from "../src/devenv/kube.ts";
 import { honestReport } from "../src/devenv/honest-report.ts";
-import { startCli, metricValue, localWorkerArgs, type CliProcess } from "../test/support/cli.ts";
+import {
+  startCli,
+  startControllerCli,
+  metricValue,
+  localWorkerArgs,
+  type CliProcess,
+} from "../test/support/cli.ts";
 import { getPatchJob } from "../test/support/patchjobs.ts";
 import { streamState } from "../test/support/stream.ts";
 import { waitFor } from "../src/devenv/wait.ts";
@@ -100,22 +106,7 @@ async function startPipeline(
   /** Several BuildKits, comma-separated (P8). @default the environment's one */
   buildkitAddr?: string,
 ): Promise<{ controller: CliProcess; workers: CliProcess[] }> {
-  const cport = await freePort();
-  const controller = await startCli(
-    [
-      "controller",
-      "--kubeconfig",
-      env.kubeconfig,
-      "--nats-url",
-      env.natsURL,
-      "--leader-elect=false",
-      "--listen",
-      `127.0.0.1:${cport}`,
-      "--log-level",
-      "warn",
-    ],
-    { logDir: env.dir, name: "controller", listenPort: cport },
-  );
+  const controller = await startControllerCli(env, ["--log-level", "warn"]);
   const ws: CliProcess[] = [];
   for (let i = 0; i < workers; i++) {
     const port = await freePort();
@@ -521,28 +512,11 @@ async function p3p5(): Promise<void> {
     `P3: the writes alone (create + status of ${N} PatchJobs, 8 at a time, no controller): ${(writes / 1000).toFixed(1)} s`,
   );
   const NODE_OPTIONS = "--max-old-space-size=192 --max-semi-space-size=8";
-  const controller = async (namespace: string, name: string) => {
-    const port = await freePort();
-    return startCli(
-      [
-        "controller",
-        "--kubeconfig",
-        env.kubeconfig,
-        "--nats-url",
-        env.natsURL,
-        "--leader-elect=false",
-        "--namespaces",
-        namespace,
-        "--listen",
-        `127.0.0.1:${port}`,
-        "--concurrency",
-        "8",
-        "--log-level",
-        "warn",
-      ],
-      { logDir: env.dir, name, listenPort: port, env: { NODE_OPTIONS } },
-    );
-  };
+  const controller = (namespace: string, name: string) =>
+    startControllerCli(env, ["--namespaces", namespace, "--concurrency", "8", "--log-level", "warn"], {
+      name,
+      env: { NODE_OPTIONS },
+    });
   // The baseline: the same controller with nothing to do (a namespace without reports),
   // its caches synced, everything loaded.
   await createNamespace(kc, "p3-empty");

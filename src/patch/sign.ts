@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatImageRef, type ImageRef, PatchError, Reason } from "../api/index.ts";
 
+import { plainHTTP } from "../registry/index.ts";
 import { findTool } from "../util/index.ts";
 
 /** The predicate type of our patch provenance statement (docs/signing.md). */
@@ -154,9 +155,7 @@ export class CosignSigner {
   }
 
   #common(image: ImageRef): string[] {
-    const plain =
-      /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(image.registry) ||
-      (this.#o.insecureHosts ?? []).includes(image.registry);
+    const plain = plainHTTP(image.registry, this.#o.insecureHosts);
     return [
       "--key",
       this.#o.key,
@@ -255,8 +254,7 @@ export async function verifyImage(
 ): Promise<VerifiedImage> {
   const cosign = findTool("cosign", o.cosignPath);
   const host = ref.split("/")[0] ?? "";
-  const plain =
-    /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(host) || (o.insecureHosts ?? []).includes(host);
+  const plain = plainHTTP(host, o.insecureHosts);
   const common = [
     "--key",
     o.key,

@@ -83,6 +83,11 @@ export function isIndex(b: Manifest | Index): b is Index {
   return Array.isArray((b as Index).manifests);
 }
 
+/** Reached over plain HTTP: a loopback host, or one named as insecure. Everything else is HTTPS. */
+export function plainHTTP(host: string, insecureHosts: readonly string[] = []): boolean {
+  return /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(host) || insecureHosts.includes(host);
+}
+
 export class RegistryClient {
   #opts: RegistryClientOptions;
   #tokens = new Map<string, string>();
@@ -97,9 +102,7 @@ export class RegistryClient {
   }
 
   #base(host: string): string {
-    const plain =
-      /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?$/.test(host) ||
-      (this.#opts.insecureHosts ?? []).includes(host);
+    const plain = plainHTTP(host, this.#opts.insecureHosts);
     const h = host === "docker.io" ? "registry-1.docker.io" : host;
     return `${plain ? "http" : "https"}://${h}`;
   }

@@ -16,6 +16,7 @@ export {
   isIndex,
   type Manifest,
   MediaType,
+  plainHTTP,
   RegistryClient,
   type RegistryClientOptions,
   type Resolved,

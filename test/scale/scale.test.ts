@@ -7,11 +7,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { CustomObjectsApi } from "@kubernetes/client-node";
-import { setup, freePort, type Env } from "../../src/devenv/index.ts";
+import { setup, type Env } from "../../src/devenv/index.ts";
 import { type PatchPolicy, POLICY_PLURAL } from "../../src/api/index.ts";
 import { rawGet } from "../../src/kube/index.ts";
 import { installAllCRDs } from "../../src/devenv/crds.ts";
-import { startCli, metricValue } from "../../test/support/cli.ts";
+import { startControllerCli, metricValue } from "../../test/support/cli.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
 import { createNamespace, reportsApi } from "../../src/devenv/kube.ts";
 import { messagesIn } from "../../test/support/stream.ts";
@@ -59,24 +59,11 @@ test(`scale - ${N} reports of ~150 KB: bounded controller memory, all Queued`, a
   );
   process.stderr.write(`# created ${N} reports of ${Math.round(size / 1024)} KB in ${Date.now() - t0} ms\n`);
 
-  const port = await freePort();
-  const ctl = await startCli(
-    [
-      "controller",
-      "--kubeconfig",
-      env.kubeconfig,
-      "--nats-url",
-      env.natsURL,
-      "--leader-elect=false",
-      "--listen",
-      `127.0.0.1:${port}`,
-      "--concurrency",
-      "8",
-      // Short enough to see two resyncs while idle below (production: 5m).
-      "--resync",
-      `${RESYNC_S}s`,
-    ],
-    { logDir: env.dir, name: "controller", listenPort: port, env: { NODE_OPTIONS: CONTROLLER_NODE_OPTIONS } },
+  const ctl = await startControllerCli(
+    env,
+    // Short enough to see two resyncs while idle below (production: 5m).
+    ["--concurrency", "8", "--resync", `${RESYNC_S}s`],
+    { env: { NODE_OPTIONS: CONTROLLER_NODE_OPTIONS } },
   );
   try {
     const t1 = Date.now();

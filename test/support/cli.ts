@@ -4,7 +4,7 @@ import { createWriteStream, existsSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT, goBinary } from "../../src/devenv/tools.ts";
 import { isAlive, stopPid } from "../../src/devenv/process.ts";
-import { httpStatus } from "../../src/devenv/net.ts";
+import { freePort, httpStatus } from "../../src/devenv/net.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
 import { plainHTTPRegistries } from "../../src/devenv/registry.ts";
 
@@ -101,6 +101,28 @@ export function metricValue(text: string, name: string, labelFilter = ""): numbe
     sum += Number(m[3]);
   }
   return sum;
+}
+
+/**
+ * `vuln-patcher controller` on an environment's apiserver and NATS, listening on a free
+ * port (and waiting for /healthz). `args` come after the connection flags.
+ */
+export async function startControllerCli(
+  env: { kubeconfig: string; natsURL: string; dir: string },
+  args: string[] = [],
+  o: { name?: string; env?: NodeJS.ProcessEnv; leaderElect?: boolean } = {},
+): Promise<CliProcess> {
+  const port = await freePort();
+  return startCli(
+    [
+      "controller",
+      ...["--kubeconfig", env.kubeconfig, "--nats-url", env.natsURL],
+      ...((o.leaderElect ?? false) ? [] : ["--leader-elect=false"]),
+      ...["--listen", `127.0.0.1:${port}`],
+      ...args,
+    ],
+    { logDir: env.dir, name: o.name ?? "controller", listenPort: port, ...(o.env ? { env: o.env } : {}) },
+  );
 }
 
 /** `vuln-patcher worker` with the local executor on an environment's NATS, apiserver and BuildKit. */
