@@ -59,6 +59,7 @@ export {
   PLURAL,
   Reason,
   type ReportRef,
+  type RolloutSettings,
   type ScanVerification,
   Source,
   TERMINAL_PHASES,

@@ -2,6 +2,7 @@
 // charts/vuln-patcher/crds/patchjobs.vulnpatcher.io.yaml. The status transitions are in
 // status.ts.
 import type { ObjectMeta } from "./report.ts";
+import type { Severity } from "./patchpolicy.ts";
 
 export const GROUP = "vulnpatcher.io";
 export const VERSION = "v1alpha1";
@@ -186,6 +187,17 @@ export interface PlatformStatus {
   message?: string;
 }
 
+/** A rollout of patched images to the workloads of the PatchJob's namespace (docs/rollout.md). */
+export interface RolloutSettings {
+  mode?: "Off" | "DryRun" | "Auto";
+  kinds?: Array<"Deployment" | "StatefulSet" | "DaemonSet" | "CronJob" | "Pod">;
+  matchLabels?: Record<string, string>;
+  minSeverity?: Severity;
+  window?: { start: string; end: string; timeZone?: string };
+  maxConcurrent?: number;
+  timeoutSeconds?: number;
+}
+
 export interface PatchJobSpec {
   /** Absent only on the record of a report that could not be turned into a patch (phase Invalid). */
   image?: ImageSpec;
@@ -200,6 +212,8 @@ export interface PatchJobSpec {
   target?: { reference?: string; tagSuffix?: string };
   options?: { ignoreErrors?: boolean; timeout?: string; publishPartial?: boolean };
   dryRun?: boolean;
+  /** A manual PatchJob's own rollout (a policy's PatchJob follows its policy's). */
+  rollout?: RolloutSettings;
 }
 
 export interface VulnerabilityCounts {
@@ -246,19 +260,25 @@ export interface PatchJobStatus {
   plannedUpdates?: PackageUpdate[];
   /** sbomscanner's own scan of the patched image, against the CVEs marked fixed (docs/signing.md). */
   verification?: ScanVerification;
-  /** The workloads of this namespace running the source image, as the policy's rollout sees them. */
+  /** The workloads of this namespace running the source image, and their rollout (src/decide/rollout.ts). */
   rollout?: {
     mode: string;
     observedGeneration?: number;
+    /** Workloads Updated (kubectl's Rolled column). */
+    updated?: number;
     workloads: Array<{
       kind: string;
       namespace: string;
       name: string;
       container: string;
       from: string;
+      /** The patched image by digest it gets (Auto) or would get (DryRun). */
+      to?: string;
       state: string;
       reason?: string;
       message?: string;
+      startedAt?: string;
+      finishedAt?: string;
     }>;
   };
   /** The published image's signature and attestations (docs/signing.md). */

@@ -2,7 +2,7 @@
 // charts/vuln-patcher/crds/patchpolicies.vulnpatcher.io.yaml. What a policy means
 // (matching, choosing, targets, windows, schedules) is in src/decide/policy.ts.
 import type { ObjectMeta } from "./report.ts";
-import type { Condition } from "./patchjob.ts";
+import type { Condition, RolloutSettings } from "./patchjob.ts";
 
 export const POLICY_PLURAL = "patchpolicies";
 export const POLICY_KIND = "PatchPolicy";
@@ -40,12 +40,8 @@ export interface PatchPolicySpec {
   credentialsSecret?: string;
   /** After a patch: ask sbomscanner to scan the patched image now (one ScanJob per patch), not on its schedule. */
   verification?: { requestScan?: boolean };
-  /** The workloads running the source image: Off, or DryRun (the plan recorded in the PatchJob's status). */
-  rollout?: {
-    mode?: "Off" | "DryRun";
-    kinds?: Array<"Deployment" | "StatefulSet" | "DaemonSet" | "CronJob" | "Pod">;
-    matchLabels?: Record<string, string>;
-  };
+  /** The workloads running the source image: Off, DryRun (the plan recorded), Auto (rolled out by digest). */
+  rollout?: RolloutSettings;
 }
 
 export interface PatchPolicyStatus {

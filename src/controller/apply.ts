@@ -3,7 +3,7 @@
 // mean our copy was stale: the informer's event for the newer object brings the key
 // back, so they end the pass quietly instead of failing it.
 import { ConditionType, getCondition, markPublishFailed, type PatchJob, type ScanJob } from "../api/index.ts";
-import type { Action, EventSpec } from "../decide/index.ts";
+import type { Action, EventSpec, WorkloadWrite } from "../decide/index.ts";
 import {
   done,
   type EventRecorder,
@@ -15,6 +15,7 @@ import {
 import type { Publisher } from "../queue/index.ts";
 
 import { errorMessage, type Logger } from "../util/index.ts";
+import { workloadApiVersion, WorkloadWriteError } from "./workloads.ts";
 
 export interface ApplyDeps {
   client: PatchJobClient;
@@ -27,6 +28,8 @@ export interface ApplyDeps {
   onPublishFailure?: () => void;
   /** Create sbomscanner's ScanJob; false when it already existed. */
   createScanJob?: (job: ScanJob) => Promise<boolean>;
+  /** A rollout step's write to a workload (src/controller/workloads.ts); false: it changed under us. */
+  writeWorkload?: (w: WorkloadWrite) => Promise<boolean>;
 }
 
 export class PublishError extends Error {
@@ -95,7 +98,57 @@ export async function apply(
       return publish(deps, a, current!, log);
     case "scanJob":
       return requestScan(deps, a, current!, log);
+    case "workload":
+      return rolloutWrite(deps, a, current!, log);
   }
+}
+
+/**
+ * A rollout step's write to a workload. Refused for want of rights (the chart's
+ * rollout.namespaces leaves this namespace out): that workload is Skipped with why, so the
+ * rollout goes on with the next instead of retrying for ever.
+ */
+async function rolloutWrite(
+  deps: ApplyDeps,
+  a: Extract<Action, { kind: "workload" }>,
+  pj: PatchJob,
+  log: Logger,
+): Promise<Result> {
+  const w = a.write;
+  const ref = { kind: w.kind, namespace: w.namespace, name: w.name };
+  if (!deps.writeWorkload) {
+    log.warn(ref, "a rollout step is due but this controller cannot write workloads");
+    return done;
+  }
+  try {
+    const wrote = await deps.writeWorkload(w);
+    log.info(
+      { ...ref, wrote, reason: w.event.reason },
+      wrote ? "workload changed" : "workload changed under us; reading it again",
+    );
+    if (wrote) {
+      const involved = {
+        apiVersion: workloadApiVersion(w.kind),
+        kind: w.kind,
+        metadata: { name: w.name, namespace: w.namespace },
+      };
+      if (w.event.type === "Warning") deps.events.warning(involved, w.event.reason, w.event.message);
+      else deps.events.normal(involved, w.event.reason, w.event.message);
+      emit(deps.events, pj, w.event);
+    }
+  } catch (err) {
+    if (!(err instanceof WorkloadWriteError)) throw err;
+    log.warn({ ...ref, err: err.message }, "rollout refused");
+    const r = pj.status!.rollout!;
+    const workloads = r.workloads.map((it) =>
+      it.kind === w.kind && it.name === w.name && it.state === "Planned"
+        ? { ...it, state: "Skipped", reason: "Forbidden", message: err.message.slice(0, 1024) }
+        : it,
+    );
+    await orConflict(() => deps.client.updateStatus(pj, { ...pj.status!, rollout: { ...r, workloads } }));
+    deps.events.warning(pj, "RolloutForbidden", err.message);
+  }
+  return requeueAfter(a.requeueAfterMs);
 }
 
 /** The ScanJob (AlreadyExists: an earlier pass made it, which is the point of its name), then the status. */

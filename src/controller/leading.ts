@@ -31,7 +31,7 @@ import { indexReconciler, reportReconciler, requestReconciler, type ReconcilerDe
 import { MemberIndex, wakes, type Kind } from "./routing.ts";
 import { AfterScans } from "./after-scans.ts";
 import { scanJobs } from "./scanjobs.ts";
-import { workloadReader } from "./workloads.ts";
+import { workloadReader, workloadWriter } from "./workloads.ts";
 import { runSchedules } from "./schedules.ts";
 import { runSweep } from "./sweep.ts";
 import { ReportImages, Tenancy } from "./tenancy.ts";
@@ -305,6 +305,7 @@ function reconcilerDeps(
     client,
     registryFor: (pj) => sbom.registryFor(pj),
     workloadsIn: workloadReader(o.kc),
+    writeWorkload: workloadWriter(o.kc),
     createScanJob: (job) => sbom.create(job),
     publisher: o.publisher,
     events: eventRecorder(o.kc, "vuln-patcher-controller", o.log),

@@ -3,6 +3,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { type PatchJob, Phase } from "../api/index.ts";
 import { OUTCOMES } from "../kube/index.ts";
+import { WorkloadState } from "../decide/index.ts";
 import type { Kind } from "./routing.ts";
 
 export const KINDS: readonly Kind[] = ["report", "index", "request"];
@@ -81,6 +82,18 @@ export function controllerMetrics(patchJobs: () => Iterable<PatchJob>) {
         this.reset();
         for (const p of Object.values(Phase)) this.set({ phase: p }, 0);
         for (const pj of patchJobs()) if (pj.status?.phase) this.inc({ phase: pj.status.phase });
+      },
+    }),
+    rollouts: new Gauge({
+      name: "vuln_patcher_rollout_workloads",
+      help: "Workload containers in PatchJobs' rollouts by state: Planned, Updating, Updated, RollingBack, RolledBack, Skipped (from the cache, when scraped)",
+      labelNames: ["state"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of Object.values(WorkloadState)) this.set({ state: s }, 0);
+        for (const pj of patchJobs())
+          for (const w of pj.status?.rollout?.workloads ?? []) this.inc({ state: w.state });
       },
     }),
   };

@@ -170,10 +170,10 @@ export class PolicySet {
     return `${t?.registry ?? img.registryURI}/${t?.repository ?? img.repository}`;
   }
 
-  /** The rollout settings of the PatchJob's policy (none: Off). */
+  /** The rollout settings of the PatchJob's policy, or a manual PatchJob's own (none: Off). */
   rolloutOf(pj: PatchJob): PatchPolicy["spec"]["rollout"] {
     const ref = pj.spec.policyRef;
-    if (!ref) return undefined;
+    if (!ref) return pj.spec.rollout;
     const p = this.compiled().valid.find(
       (c) => c.name === ref.name && c.namespace === (ref.namespace ?? pj.metadata.namespace),
     );

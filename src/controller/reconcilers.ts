@@ -1,7 +1,7 @@
 // The three reconcilers, one per kind of PatchJob. Each is the same few lines: read what
 // the caches know, decide (pure, src/decide), apply the one action. Level-triggered: run
 // twice in a row, the second pass changes nothing.
-import type { PatchJob, SchemaNode } from "../api/index.ts";
+import type { PatchJob, SchemaNode, Severity } from "../api/index.ts";
 import type { TenancyVerdict } from "../decide/index.ts";
 import {
   decideIndex,
@@ -9,6 +9,8 @@ import {
   decideRequest,
   withVerification,
   decideRollout,
+  rolloutInFlight,
+  rolloutPending,
   type WorkloadFacts,
   type ScanRequest,
   VERIFIED,
@@ -39,8 +41,8 @@ export interface ReconcilerDeps extends ApplyDeps {
   clock: () => Date;
   /** The report of a PatchJob's patched digest (sbomscanner's after-scan), by key. */
   scanOf: (pj: PatchJob | undefined) => string | undefined;
-  /** The workloads of a namespace (read when a rollout plan is due). */
-  workloadsIn?: (namespace: string) => Promise<WorkloadFacts[] | undefined>;
+  /** The workloads of a namespace (read when a rollout has work left; `progress` while one changes). */
+  workloadsIn?: (namespace: string, o?: { progress?: boolean }) => Promise<WorkloadFacts[] | undefined>;
   /** The sbomscanner Registry of the PatchJob's namespace that covers its patched image (read when a scan is to be asked for). */
   registryFor?: (pj: PatchJob) => Promise<ScanRequest | undefined>;
 }
@@ -56,13 +58,16 @@ async function scanRequest(d: ReconcilerDeps, pj: PatchJob | undefined): Promise
   return d.registryFor(pj);
 }
 
-/** A DryRun rollout's plan, when the policy wants one and this generation has none yet (the workloads read only then). */
-async function rolloutPlan(d: ReconcilerDeps, pj: PatchJob | undefined) {
-  if (!pj || !d.workloadsIn || pj.status?.phase !== "Succeeded") return undefined;
+/**
+ * The rollout's next step (src/decide/rollout.ts): a plan once per generation, then under
+ * Auto one write per pass. The workloads are read only when the rollout has work left.
+ */
+async function rolloutStep(d: ReconcilerDeps, pj: PatchJob | undefined, fixedSeverity?: Severity) {
+  if (!pj || !d.workloadsIn) return undefined;
   const rollout = d.policies.rolloutOf(pj);
-  if ((rollout?.mode ?? "Off") === "Off") return undefined;
-  if (pj.status.rollout?.observedGeneration === (pj.metadata.generation ?? 1)) return undefined;
-  return decideRollout(pj, rollout, await d.workloadsIn(pj.metadata.namespace!));
+  if (!rolloutPending(pj, rollout)) return undefined;
+  const workloads = await d.workloadsIn(pj.metadata.namespace!, { progress: rolloutInFlight(pj) });
+  return decideRollout({ pj, rollout, workloads, fixedSeverity, now: d.clock() });
 }
 
 /** The after-scan of this PatchJob, as the decision reads it. */
@@ -99,7 +104,10 @@ export function reportReconciler(d: ReconcilerDeps): Reconciler {
       d.clock(),
       decided.kind === "none" ? await scanRequest(d, current) : undefined,
     );
-    const action = verify.kind === "none" ? ((await rolloutPlan(d, current)) ?? verify) : verify;
+    const action =
+      verify.kind === "none"
+        ? ((await rolloutStep(d, current, report?.facts?.severity.fixable)) ?? verify)
+        : verify;
     const result = await apply(d, action, current, log);
     // A Scheduled policy's grant is one decision: this was it.
     d.policies.consumeGrant(key);
@@ -126,7 +134,9 @@ export function indexReconciler(d: ReconcilerDeps): Reconciler {
       settings: d.settings,
       now: d.clock(),
     });
-    return apply(d, withVerification(decided, current, afterScan(d, current), d.clock()), current, log);
+    const verify = withVerification(decided, current, afterScan(d, current), d.clock());
+    const action = verify.kind === "none" ? ((await rolloutStep(d, current)) ?? verify) : verify;
+    return apply(d, action, current, log);
   };
 }
 
@@ -140,6 +150,8 @@ export function requestReconciler(d: ReconcilerDeps): Reconciler {
       reportsSynced: d.reportsSynced(),
       now: d.clock(),
     });
-    return apply(d, withVerification(decided, current, afterScan(d, current), d.clock()), current, log);
+    const verify = withVerification(decided, current, afterScan(d, current), d.clock());
+    const action = verify.kind === "none" ? ((await rolloutStep(d, current)) ?? verify) : verify;
+    return apply(d, action, current, log);
   };
 }

@@ -15,6 +15,7 @@ import {
   type VulnerabilityCounts,
 } from "../api/index.ts";
 import type { TenancyVerdict } from "./tenancy.ts";
+import type { WorkloadWrite } from "./workloads.ts";
 
 export interface EventSpec {
   type: "Normal" | "Warning";
@@ -49,7 +50,9 @@ export type Action =
   /** Publish this generation to the patch queue, then record `queued`. */
   | { kind: "publish"; generation: number; queued: PatchJobStatus; event?: EventSpec }
   /** Ask sbomscanner to scan the patched image (create its ScanJob, once), then record that it was asked. */
-  | { kind: "scanJob"; scanJob: ScanJob; status: PatchJobStatus; event?: EventSpec };
+  | { kind: "scanJob"; scanJob: ScanJob; status: PatchJobStatus; event?: EventSpec }
+  /** Change one workload's pod template (a rollout step), then look again after `requeueAfterMs`. */
+  | { kind: "workload"; write: WorkloadWrite; requeueAfterMs: number };
 
 export const none = (reason: string, message: string): Action => ({ kind: "none", reason, message });
 

@@ -98,9 +98,27 @@ export {
 } from "./verify-scan.ts";
 export {
   decideRollout,
+  DEFAULT_ROLLOUT_CONCURRENCY,
+  DEFAULT_ROLLOUT_TIMEOUT_S,
+  health,
+  ROLLOUT_POLL_MS,
+  rolloutImage,
+  rolloutInFlight,
+  rolloutPending,
+  type RolloutInput,
+  type RolloutSpec,
+} from "./rollout.ts";
+export {
   gitOpsOwner,
   matchWorkloads,
+  readRecord,
+  ROLLED_BACK,
+  type RollbackRecord,
   ROLLOUT_OPT_OUT,
+  ROLLOUT_RECORD,
+  type RolloutRecord,
+  type WorkloadProgress,
+  type WorkloadWrite,
   type RolloutSelection,
   type WorkloadFacts,
   type WorkloadKind,

@@ -2,8 +2,8 @@
 // slice; pure, plain values).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseImageRef, type PatchJob } from "../api/index.ts";
-import { decideRollout, matchWorkloads, type WorkloadFacts } from "./workloads.ts";
+import { parseImageRef } from "../api/index.ts";
+import { matchWorkloads, type WorkloadFacts } from "./workloads.ts";
 
 const D = `sha256:${"a".repeat(64)}`;
 const source = { ...parseImageRef("registry.example/team/web:1.0"), digest: D };
@@ -86,51 +86,5 @@ test("workloads: the policy's kinds and labels select", () => {
       ["api", "Skipped", "NotSelected"],
       ["web", "Planned", undefined],
     ],
-  );
-});
-
-test("decideRollout: only a Succeeded PatchJob at its generation under DryRun gets a plan, once", () => {
-  const pj = {
-    apiVersion: "vulnpatcher.io/v1alpha1",
-    kind: "PatchJob",
-    metadata: { name: "web", namespace: "team", generation: 2 },
-    spec: {
-      source: "report",
-      image: {
-        registryURI: "registry.example",
-        repository: "team/web",
-        tag: "1.0",
-        digest: D,
-        platform: "linux/amd64",
-      },
-    },
-    status: { phase: "Succeeded", observedGeneration: 2 },
-  } as unknown as PatchJob;
-  const ws = [w({ name: "web" }), w({ name: "no", annotations: { "vulnpatcher.io/rollout": "false" } })];
-  assert.equal(decideRollout(pj, undefined, ws), undefined, "Off by default");
-  assert.equal(decideRollout(pj, { mode: "DryRun" }, undefined), undefined, "workloads not read");
-  assert.equal(
-    decideRollout(
-      { ...pj, status: { phase: "Queued", observedGeneration: 2 } } as PatchJob,
-      { mode: "DryRun" },
-      ws,
-    ),
-    undefined,
-  );
-  const a = decideRollout(pj, { mode: "DryRun" }, ws);
-  assert.ok(a?.kind === "status");
-  assert.deepEqual(
-    a.status.rollout?.workloads.map((x) => [x.name, x.state, x.reason]),
-    [
-      ["no", "Skipped", "OptedOut"],
-      ["web", "Planned", undefined],
-    ],
-  );
-  assert.equal(a.status.rollout?.observedGeneration, 2);
-  assert.match(a.event!.message, /1 workload containers would get the patched image, 1 left alone/);
-  assert.equal(
-    decideRollout({ ...pj, status: a.status }, { mode: "DryRun" }, ws),
-    undefined,
-    "level-triggered",
   );
 });

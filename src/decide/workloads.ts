@@ -5,10 +5,7 @@
 // A container runs the image when its reference names the same repository and the same
 // digest, or (a reference by tag) the same tag, or when a Pod of the workload reports the
 // source digest as its image ID (what the kubelet pulled: the truth for a mutable tag).
-import { isDeepStrictEqual } from "node:util";
-import { type ImageRef, parseImageRef, type PatchJob, Phase } from "../api/index.ts";
-import type { Action } from "./actions.ts";
-import { sourceRef } from "./naming.ts";
+import { type ImageRef, parseImageRef } from "../api/index.ts";
 
 export type WorkloadKind = "Deployment" | "StatefulSet" | "DaemonSet" | "CronJob" | "Pod";
 
@@ -23,10 +20,34 @@ export interface WorkloadFacts {
   imageIDs?: Record<string, string[]>;
   /** A Pod only: whether something owns it (then its owner is the workload). */
   owned?: boolean;
+  /** How far the workload's own rollout is (read while one of ours runs; none for a CronJob or Pod). */
+  progress?: WorkloadProgress;
+  /** Its Pods that are not ready: the images they run and why (container state, probe, condition). */
+  unready?: Array<{ pod: string; images: string[]; why: string }>;
+}
+
+/** A workload's rollout counters, the same for every kind (the reader maps each kind's status onto them). */
+export interface WorkloadProgress {
+  generation: number;
+  observedGeneration: number;
+  /** Replicas (or Pods a DaemonSet should run) wanted. */
+  desired: number;
+  /** Pods of the current template. */
+  updated: number;
+  ready: number;
+  available: number;
+  /** Pods of every template (old ones still there while > updated). */
+  total: number;
+  /** A Deployment past its progressDeadlineSeconds: the condition's message. */
+  deadlineExceeded?: string;
 }
 
 export const WorkloadState = {
   Planned: "Planned",
+  Updating: "Updating",
+  Updated: "Updated",
+  RollingBack: "RollingBack",
+  RolledBack: "RolledBack",
   Skipped: "Skipped",
 } as const;
 export type WorkloadState = (typeof WorkloadState)[keyof typeof WorkloadState];
@@ -39,13 +60,52 @@ export interface WorkloadMatch {
   /** The image the container runs now. */
   from: string;
   state: WorkloadState;
-  /** Skipped: why (opted out, managed by GitOps, a bare Pod, not selected). */
+  /** The image it gets (Auto) or would get (DryRun): the patched reference by digest. */
+  to?: string;
+  /** Skipped: why (opted out, managed by GitOps, a bare Pod, not selected); RolledBack: what failed. */
   reason?: string;
   message?: string;
+  startedAt?: string;
+  finishedAt?: string;
 }
 
 /** The annotation by which a workload says no to rollouts. */
 export const ROLLOUT_OPT_OUT = "vulnpatcher.io/rollout";
+/** On a workload we changed: which PatchJob, when, and each container's previous image (JSON, RolloutRecord). */
+export const ROLLOUT_RECORD = "vulnpatcher.io/rollout-record";
+/** On a workload we put back: what failed (JSON, RollbackRecord). Later rollouts of the same image leave it alone. */
+export const ROLLED_BACK = "vulnpatcher.io/rolled-back";
+
+export interface RolloutRecord {
+  patchJob: string;
+  at: string;
+  containers: Record<string, { from: string; to: string }>;
+}
+
+export interface RollbackRecord {
+  patchJob: string;
+  at: string;
+  /** The image put back, and the one that failed. */
+  from: string;
+  to: string;
+  reason: string;
+  message: string;
+}
+
+/** A JSON annotation of ours, or undefined when absent or not ours (a hand-written value is ignored). */
+export function readRecord<T extends { patchJob: string; at: string }>(
+  annotations: Record<string, string> | undefined,
+  key: string,
+): T | undefined {
+  const raw = annotations?.[key];
+  if (!raw) return undefined;
+  try {
+    const v = JSON.parse(raw) as T;
+    return typeof v?.patchJob === "string" && typeof v.at === "string" ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface RolloutSelection {
   /** Kinds to roll out. @default every kind but Pod */
@@ -94,7 +154,7 @@ export function matchWorkloads(
     for (const c of w.containers) {
       if (!runsImage(c, w.imageIDs?.[c.name] ?? [], source)) continue;
       const base = { kind: w.kind, namespace: w.namespace, name: w.name, container: c.name, from: c.image };
-      const skip = skipReason(w, kinds, selection);
+      const skip = skipReason(w, kinds, selection) ?? rolledBackBefore(w, c.image);
       out.push(
         skip ? { ...base, state: WorkloadState.Skipped, ...skip } : { ...base, state: WorkloadState.Planned },
       );
@@ -103,6 +163,16 @@ export function matchWorkloads(
   return out.sort((a, b) =>
     `${a.kind}/${a.name}/${a.container}`.localeCompare(`${b.kind}/${b.name}/${b.container}`),
   );
+}
+
+/** A rollout of this image failed here before: a person decides when to try again. */
+function rolledBackBefore(w: WorkloadFacts, image: string): { reason: string; message: string } | undefined {
+  const rb = readRecord<RollbackRecord>(w.annotations, ROLLED_BACK);
+  if (!rb || rb.from !== image) return undefined;
+  return {
+    reason: "RolledBackBefore",
+    message: `rolled back at ${rb.at} (${rb.reason}); remove the annotation ${ROLLED_BACK} to let a rollout try again`,
+  };
 }
 
 function skipReason(
@@ -130,36 +200,14 @@ function skipReason(
   return undefined;
 }
 
-/**
- * A Succeeded PatchJob under a DryRun rollout: the plan for its generation, or undefined
- * when the status already has it (level-triggered). `workloads` undefined: not read (yet).
- */
-export function decideRollout(
-  pj: PatchJob | undefined,
-  rollout: { mode?: string; kinds?: WorkloadKind[]; matchLabels?: Record<string, string> } | undefined,
-  workloads: WorkloadFacts[] | undefined,
-): Action | undefined {
-  if (!pj?.spec.image || !workloads || (rollout?.mode ?? "Off") === "Off") return undefined;
-  if (pj.status?.phase !== Phase.Succeeded) return undefined;
-  const generation = pj.metadata.generation ?? 1;
-  if (pj.status.observedGeneration !== generation) return undefined;
-  const source = sourceRef({ image: pj.spec.image });
-  const matches = matchWorkloads(source, pj.metadata.namespace!, workloads, {
-    ...(rollout?.kinds ? { kinds: rollout.kinds } : {}),
-    ...(rollout?.matchLabels ? { matchLabels: rollout.matchLabels } : {}),
-  });
-  const next = { mode: rollout!.mode!, observedGeneration: generation, workloads: matches.map(clean) };
-  if (isDeepStrictEqual(pj.status.rollout, next)) return undefined;
-  const planned = matches.filter((m) => m.state === WorkloadState.Planned).length;
-  const message = `rollout ${next.mode}: ${planned} workload containers would get the patched image, ${matches.length - planned} left alone`;
-  return {
-    kind: "status",
-    status: { ...pj.status, rollout: next },
-    event: { type: "Normal", reason: "RolloutPlanned", message },
-  };
-}
-
-/** Without undefined members, as the apiserver returns it. */
-function clean(m: WorkloadMatch): WorkloadMatch {
-  return Object.fromEntries(Object.entries(m).filter(([, v]) => v !== undefined)) as unknown as WorkloadMatch;
+/** One write to one workload's pod template: each container from `expect` to `image`, and annotations. */
+export interface WorkloadWrite {
+  kind: Exclude<WorkloadKind, "Pod">;
+  namespace: string;
+  name: string;
+  containers: Array<{ name: string; init?: boolean; expect: string; image: string }>;
+  /** Set (string) or remove (null). */
+  annotations: Record<string, string | null>;
+  /** For the workload's own Events (an EventSpec). */
+  event: { type: "Normal" | "Warning"; reason: string; message: string };
 }

@@ -132,6 +132,19 @@ function proof(s) {
   return parts.length ? el("span", { class: v && v.status === "False" ? "reason" : "muted", "data-field": "proof", title: v ? v.message : "" }, " " + parts.join(", ")) : "";
 }
 
+// The rollout of the patched image to the workloads (status.rollout): counts per state, each workload in the title.
+function rollout(s) {
+  const r = s.rollout;
+  if (!r || !r.workloads || r.workloads.length === 0) return "";
+  const n = {};
+  for (const w of r.workloads) n[w.state] = (n[w.state] || 0) + 1;
+  const order = ["Updated", "Updating", "Planned", "RollingBack", "RolledBack", "Skipped"];
+  const words = { Updated: "updated", Updating: "updating", Planned: r.mode === "DryRun" ? "would update" : "planned", RollingBack: "rolling back", RolledBack: "rolled back", Skipped: "left alone" };
+  const text = "rollout " + r.mode + ": " + order.filter((k) => n[k]).map((k) => n[k] + " " + words[k]).join(", ");
+  const title = r.workloads.map((w) => w.kind + "/" + w.name + " (" + w.container + "): " + w.state + (w.reason ? " " + w.reason : "") + (w.message ? " - " + w.message : "")).join("\\n");
+  return el("div", { class: n.RolledBack || n.RollingBack ? "reason" : "muted", "data-field": "rollout", title }, text);
+}
+
 function renderJobs() {
   const tb = $("jobs");
   tb.replaceChildren();
@@ -152,7 +165,7 @@ function renderJobs() {
       el("td", { class: "num" }, s.attempts || 0),
       el("td", { class: "num" }, vul.before && vul.before.fixable != null ? vul.before.fixable : ""),
       el("td", { class: "num" }, vul.after && vul.after.fixed != null ? vul.after.fixed : ""),
-      el("td", {}, el("code", { "data-field": "patched" }, patched), proof(s)),
+      el("td", {}, el("code", { "data-field": "patched" }, patched), proof(s), rollout(s)),
       el("td", { class: failed ? "reason" : "muted", "data-field": "reason" }, why)));
   }
   renderReports();

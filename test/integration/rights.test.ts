@@ -3,7 +3,15 @@
 // stolen worker token would try. Each refusal is a FAULT line.
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
-import { BatchV1Api, CoreV1Api, type KubeConfig, type V1Pod } from "@kubernetes/client-node";
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Pod,
+} from "@kubernetes/client-node";
 import type { Env } from "../../src/devenv/index.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
 import { loadKubeConfig, statusCode } from "../../src/kube/index.ts";
@@ -26,7 +34,15 @@ before(async () => {
   JOBS = `${RELEASE}-copa`;
   // The chart's own RBAC (release "rights": its cluster-scoped names are this file's),
   // serving one tenant namespace, with its Job namespace.
-  const docs = await renderChart("rights", RELEASE, ["--set", `controller.namespaces={${TENANT}}`]);
+  // Rollout on, allowed to change workloads in the tenant namespace only.
+  const docs = await renderChart("rights", RELEASE, [
+    "--set",
+    `controller.namespaces={${TENANT}}`,
+    "--set",
+    "rollout.enabled=true",
+    "--set",
+    `rollout.namespaces={${TENANT}}`,
+  ]);
   await applyDocs(
     env,
     docs.filter((d) =>
@@ -179,4 +195,64 @@ test("rights - the controller's token reads no Secret and writes no ConfigMap an
     await code(core.createNamespacedConfigMap({ namespace: TENANT, body: { metadata: { name: "x" } } })),
     403,
   );
+});
+
+test("rights - rollout: the controller's token patches workloads only in the namespaces rollout.namespaces names; never creates or deletes one", async (t) => {
+  const apps = controller.makeApiClient(AppsV1Api);
+  const batch = controller.makeApiClient(BatchV1Api);
+  const admApps = admin.makeApiClient(AppsV1Api);
+  const body = (name: string) => ({
+    metadata: { name },
+    spec: {
+      replicas: 0,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: { containers: [{ name: "app", image: "busybox:1" }] },
+      },
+    },
+  });
+  for (const namespace of [TENANT, OTHER])
+    await admApps.createNamespacedDeployment({ namespace, body: body("web") });
+  const json = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);
+  const setImage = (namespace: string) =>
+    apps.patchNamespacedDeployment(
+      {
+        namespace,
+        name: "web",
+        body: [{ op: "replace", path: "/spec/template/spec/containers/0/image", value: "busybox:2" }],
+      },
+      json,
+    );
+  const results = {
+    "patch a Deployment in the tenant namespace": await code(setImage(TENANT)),
+    "patch a Deployment in another namespace": await code(setImage(OTHER)),
+    "patch a CronJob in another namespace": await code(
+      batch.patchNamespacedCronJob({ namespace: OTHER, name: "x", body: [] }, json),
+    ),
+    "create a Deployment in the tenant namespace": await code(
+      apps.createNamespacedDeployment({ namespace: TENANT, body: body("new") }),
+    ),
+    "delete a Deployment in the tenant namespace": await code(
+      apps.deleteNamespacedDeployment({ namespace: TENANT, name: "web" }),
+    ),
+    "list Deployments (the plan)": await code(apps.listNamespacedDeployment({ namespace: OTHER })),
+  };
+  assert.deepEqual(results, {
+    "patch a Deployment in the tenant namespace": 200,
+    "patch a Deployment in another namespace": 403,
+    "patch a CronJob in another namespace": 403,
+    "create a Deployment in the tenant namespace": 403,
+    "delete a Deployment in the tenant namespace": 403,
+    "list Deployments (the plan)": 200,
+  });
+  reportFault(t, {
+    fault: "rollout-outside-named-namespaces",
+    injected:
+      "the chart's controller token (rollout.namespaces = the tenant) changes workloads elsewhere, creates and deletes",
+    expected: "a patch allowed only in the named namespace; 403 elsewhere and for create/delete",
+    observed: Object.entries(results)
+      .map(([w, c]) => `${w}: ${c}`)
+      .join("; "),
+  });
 });

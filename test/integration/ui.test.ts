@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { CoreV1Api, RbacAuthorizationV1Api } from "@kubernetes/client-node";
+import { AppsV1Api, CoreV1Api, RbacAuthorizationV1Api } from "@kubernetes/client-node";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { execFile } from "node:child_process";
 import { freePort, goBinary, REPO_ROOT, type Env } from "../../src/devenv/index.ts";
@@ -193,8 +193,27 @@ test("ui - Dry run shows the plan; a failed patch shows its reason", async () =>
   await page.screenshot({ path: join(ARTIFACTS, "ui-failure-reason.png"), fullPage: true });
 });
 
-test("ui - a PatchJob created with kubectl (source manual) ends NoOp (AlreadyPatched: the patch made above), and the page shows it live", async () => {
+test("ui - a PatchJob created with kubectl (source manual) ends NoOp (AlreadyPatched: the patch made above), and the page shows it live, with its own rollout to a Deployment", async () => {
   await connect();
+  // A Deployment running the vulnerable image (replicas 0: there is no node here); the
+  // PatchJob asks for its own rollout (spec.rollout), which the controller carries out.
+  await env
+    .kubeConfig()
+    .makeApiClient(AppsV1Api)
+    .createNamespacedDeployment({
+      namespace: NS,
+      body: {
+        metadata: { name: "shop" },
+        spec: {
+          replicas: 0,
+          selector: { matchLabels: { app: "shop" } },
+          template: {
+            metadata: { labels: { app: "shop" } },
+            spec: { containers: [{ name: "app", image: IMAGE }] },
+          },
+        },
+      },
+    });
   const manifest = [
     "apiVersion: vulnpatcher.io/v1alpha1",
     "kind: PatchJob",
@@ -208,6 +227,8 @@ test("ui - a PatchJob created with kubectl (source manual) ends NoOp (AlreadyPat
     `    repository: ${REPO}`,
     "    tag: bookworm-vuln",
     "    platform: linux/amd64",
+    "  rollout:",
+    "    mode: Auto",
     "",
   ].join("\n");
   const out = await new Promise<string>((resolve, reject) => {
@@ -221,8 +242,22 @@ test("ui - a PatchJob created with kubectl (source manual) ends NoOp (AlreadyPat
   assert.match(out, /patchjob\.vulnpatcher\.io\/by-kubectl created/);
   const row = page.locator('tr[data-patchjob="by-kubectl"]');
   await row.locator('[data-field="phase"]', { hasText: "NoOp" }).waitFor({ timeout: 600_000 });
+  const patched = await row.locator('[data-field="patched"]').innerText();
+  assert.match(patched, /bookworm-vuln-patched@sha256:[0-9a-f]{64}/);
+  await row
+    .locator('[data-field="rollout"]', { hasText: "rollout Auto: 1 updated" })
+    .waitFor({ timeout: 60_000 });
   assert.match(
-    await row.locator('[data-field="patched"]').innerText(),
-    /bookworm-vuln-patched@sha256:[0-9a-f]{64}/,
+    (await row.locator('[data-field="rollout"]').getAttribute("title")) ?? "",
+    /Deployment\/shop \(app\): Updated/,
+  );
+  const d = await env
+    .kubeConfig()
+    .makeApiClient(AppsV1Api)
+    .readNamespacedDeployment({ namespace: NS, name: "shop" });
+  assert.equal(
+    d.spec!.template.spec!.containers[0]!.image,
+    patched,
+    "the Deployment runs what the row shows",
   );
 });
