@@ -133,3 +133,4 @@ export {
   isValidVersion,
   VersionScheme,
 } from "./version.ts";
+export { endOfLife, type EndOfLife, goneSuite } from "./eol.ts";

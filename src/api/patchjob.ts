@@ -62,6 +62,8 @@ export const Reason = {
   NothingToUpdate: "NothingToUpdate",
   Planned: "Planned",
   UnsupportedOS: "UnsupportedOS",
+  /** The image's OS release is past its end of life (src/api/eol.ts): rebuild, do not patch. */
+  EndOfLife: "EndOfLife",
   InvalidSpec: "InvalidSpec",
   InvalidReport: "InvalidReport",
   BuildKitUnreachable: "BuildKitUnreachable",

@@ -38,6 +38,8 @@ export interface PatchPolicySpec {
   limits?: { maxInFlight?: number; window?: { start: string; end: string; timeZone?: string } };
   /** dockerconfigjson Secret in the policy's namespace: its PatchJobs' registry credentials (same namespace only). */
   credentialsSecret?: string;
+  /** End an image whose OS release is past its end of life (src/api/eol.ts) at once, EndOfLife, without a patch attempt. */
+  skipEndOfLife?: boolean;
   /** After a patch: ask sbomscanner to scan the patched image now (one ScanJob per patch), not on its schedule. */
   verification?: { requestScan?: boolean };
   /** The workloads running the source image: Off, DryRun (the plan recorded), Auto (rolled out by digest). */

@@ -10,6 +10,8 @@ import {
   markCancelled,
   markInvalid,
   markPlanned,
+  markFailed,
+  endOfLife,
   markSourceGone,
   type PatchJob,
   type PatchJobSpec,
@@ -401,6 +403,21 @@ function recordInvalid(i: ReportInput, message: string): Action {
   };
 }
 
+/** The policy skips end-of-life images: such a PatchJob ends EndOfLife at once (once per generation). */
+function endOfLifeSkip(pj: PatchJob, i: ReportInput): Action | undefined {
+  if (i.policy.kind !== "patch" || !i.policy.policy.policy.spec.skipEndOfLife) return undefined;
+  const eol = endOfLife(pj.spec.os, i.now);
+  if (!eol) return undefined;
+  const s = pj.status;
+  if (s?.reason === Reason.EndOfLife && s.observedGeneration === (pj.metadata.generation ?? 1))
+    return none(Reason.EndOfLife, "already recorded");
+  return {
+    kind: "status",
+    status: markFailed({ ...pj, status: statusForGeneration(pj) }, Reason.EndOfLife, eol.message, i.now),
+    event: { type: "Warning", reason: Reason.EndOfLife, message: eol.message },
+  };
+}
+
 /** What a report's PatchJob needs next: a plan (dry run), its index, or the queue. */
 function advance(pj: PatchJob, i: ReportInput): Action {
   const facts = i.report?.facts;
@@ -419,6 +436,8 @@ function advance(pj: PatchJob, i: ReportInput): Action {
       },
     };
   }
+  const eol = endOfLifeSkip(pj, i);
+  if (eol) return eol;
   // Refused before it is handed to its index, so the platform's own PatchJob says why.
   const tenancy = i.tenancy?.(pj);
   if (tenancy && !tenancy.ok) return decideDenied(pj, tenancy, before, i.now);

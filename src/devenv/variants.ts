@@ -28,9 +28,13 @@ export function tarHeader(path: string, size: number): Buffer {
   return header;
 }
 
-function tarWithFile(path: string, content: Buffer): Buffer {
-  const pad = Buffer.alloc((512 - (content.length % 512)) % 512);
-  return Buffer.concat([tarHeader(path, content.length), content, pad, Buffer.alloc(1024)]);
+function tarWithFiles(files: Record<string, string>): Buffer {
+  const parts: Buffer[] = [];
+  for (const [path, text] of Object.entries(files)) {
+    const content = Buffer.from(text);
+    parts.push(tarHeader(path, content.length), content, Buffer.alloc((512 - (content.length % 512)) % 512));
+  }
+  return Buffer.concat([...parts, Buffer.alloc(1024)]);
 }
 
 const sha = (b: Buffer) => "sha256:" + createHash("sha256").update(b).digest("hex");
@@ -50,13 +54,17 @@ async function putBlob(base: string, blob: Buffer): Promise<string> {
   return digest;
 }
 
-/** registry/repo:srcTag + a layer holding /etc/vuln-patcher-variant -> registry/repo:dstTag. Returns the new digest. */
+/**
+ * registry/repo:srcTag + a layer holding /etc/vuln-patcher-variant (or `files`, paths
+ * without the leading slash) -> registry/repo:dstTag. Returns the new digest.
+ */
 export async function pushVariant(
   registry: string,
   repo: string,
   srcTag: string,
   dstTag: string,
   marker: string,
+  files: Record<string, string> = { "etc/vuln-patcher-variant": marker + "\n" },
 ): Promise<string> {
   const base = `http://${registry}/v2/${repo}`;
   const accept =
@@ -65,7 +73,7 @@ export async function pushVariant(
     await fetch(`${base}/manifests/${srcTag}`, { headers: { accept } })
   ).json()) as any;
   const config = (await (await fetch(`${base}/blobs/${manifest.config.digest}`)).json()) as any;
-  const tar = tarWithFile("etc/vuln-patcher-variant", Buffer.from(marker + "\n"));
+  const tar = tarWithFiles(files);
   const gz = gzipSync(tar);
   const layerDigest = await putBlob(base, gz);
   config.rootfs.diff_ids = [...config.rootfs.diff_ids, sha(tar)];

@@ -9,6 +9,18 @@ const failed = (outputTail: string, exitCode = 1) =>
 
 const cases: Array<{ what: string; out: string; reason: string; transient: boolean; says: RegExp }> = [
   {
+    what: "a release whose suites the mirror no longer serves (apt-get update in copa's tooling image)",
+    out: [
+      "#7 0.412 Err:4 http://deb.debian.org/debian buster Release",
+      "#7 0.412   404  Not Found [IP: 151.101.2.132 80]",
+      "#7 0.530 E: The repository 'http://deb.debian.org/debian buster Release' does not have a Release file.",
+      'Error: failed to solve: process "/bin/sh -c apt-get -o Acquire::Retries=3 update" did not complete successfully: exit code: 100',
+    ].join("\n"),
+    reason: "EndOfLife",
+    transient: false,
+    says: /past its end of life: the mirror no longer serves 'http:\/\/deb\.debian\.org\/debian buster'.*Rebuild the image/,
+  },
+  {
     what: "the push target registry down",
     out: [
       "#12 exporting to image",

@@ -1,7 +1,7 @@
 // What a copa run means. copa exits 0 or 1 and neither says whether anything changed
 // (see docs/copa.md), so: classify the text loosely here, and let the registry have
 // the last word (the worker verifies the destination tag).
-import { Reason } from "../api/index.ts";
+import { goneSuite, Reason } from "../api/index.ts";
 
 export interface CopaRun {
   exitCode: number | null;
@@ -124,6 +124,17 @@ export function classifyCopaRun(run: CopaRun, timeoutDesc = "the time limit"): C
     .split("\n")
     .filter((l) => !/level=(warning|info|debug|trace)\b/.test(l))
     .join("\n");
+  // A release whose suites are gone from the mirror: no retry, no package will come.
+  const gone = goneSuite(errors);
+  if (gone)
+    return {
+      kind: "failed",
+      reason: Reason.EndOfLife,
+      message: clip(
+        `the image's OS release is past its end of life: the mirror no longer serves '${gone}' (apt: no Release file, 404), so nothing can be patched in place. Rebuild the image on a supported release (e.g. Debian 12 bookworm).`,
+      ),
+      transient: false,
+    };
   for (const f of FAILURES) {
     const m = f.re.exec(errors);
     if (m)
