@@ -53,6 +53,65 @@ export interface Counts {
   binary: number;
 }
 
+/**
+ * A finding in a language package (npm, PyPI, Go, .NET...) or a binary: not patched by
+ * vuln-patcher (copa patches OS packages here; its library patching is experimental),
+ * listed in the PatchJob's status with why, so nothing is silently left out.
+ */
+export interface LibraryFinding {
+  cve: string;
+  /** The report's result type: node-pkg, python-pkg, gobinary, jar, ... */
+  type: string;
+  packageName: string;
+  installedVersion: string;
+  fixedVersion?: string;
+  path?: string;
+  reason: "LibraryNotPatched" | "NoFixPublished";
+  message: string;
+}
+
+/** At most this many library findings are listed (the CRD's limit); the count says how many there were. */
+export const MAX_LIBRARY_FINDINGS = 200;
+
+export function libraryFindings(report: VulnerabilityReport): LibraryFinding[] {
+  const out: LibraryFinding[] = [];
+  for (const r of report.report.results ?? []) {
+    if (r.class === "os-pkgs") continue;
+    for (const v of r.vulnerabilities ?? []) {
+      if (v.suppressed || !v.packageName || !v.installedVersion) continue;
+      const fixed = (v.fixedVersions ?? [])
+        .flatMap((f) => f.split(","))
+        .map((f) => f.trim())
+        .find(Boolean);
+      const type = (r.type ?? r.class ?? "unknown").slice(0, 32);
+      const base = {
+        cve: v.cve.slice(0, 64),
+        type,
+        packageName: v.packageName.slice(0, 253),
+        installedVersion: v.installedVersion.slice(0, 128),
+        ...(v.packagePath ? { path: v.packagePath.slice(0, 512) } : {}),
+      };
+      out.push(
+        fixed
+          ? {
+              ...base,
+              fixedVersion: fixed.slice(0, 128),
+              reason: "LibraryNotPatched",
+              message: `a ${type} package: vuln-patcher patches OS packages; update ${v.packageName} to ${fixed} in the image's build`,
+            }
+          : {
+              ...base,
+              reason: "NoFixPublished",
+              message: `no fixed version of ${v.packageName} is published yet`,
+            },
+      );
+    }
+  }
+  return out
+    .sort((a, b) => a.packageName.localeCompare(b.packageName) || a.cve.localeCompare(b.cve))
+    .slice(0, MAX_LIBRARY_FINDINGS);
+}
+
 export interface Conversion {
   os: OSInfo;
   arch: string;

@@ -12,6 +12,9 @@ export {
   toUpdateManifest,
   type UpdateManifest,
   type UpdatePackage,
+  libraryFindings,
+  type LibraryFinding,
+  MAX_LIBRARY_FINDINGS,
 } from "./convert.ts";
 export {
   type CRDObject,

@@ -260,6 +260,17 @@ export interface PatchJobStatus {
   fixedCVEsTruncated?: boolean;
   /** A dry run (phase Planned): the updates that would be made, with the CVEs each fixes. */
   plannedUpdates?: PackageUpdate[];
+  /** Findings in language packages and binaries (npm, PyPI, Go, ...): not patched, each with why. */
+  libraries?: Array<{
+    cve: string;
+    type: string;
+    packageName: string;
+    installedVersion: string;
+    fixedVersion?: string;
+    path?: string;
+    reason: string;
+    message: string;
+  }>;
   /** sbomscanner's own scan of the patched image, against the CVEs marked fixed (docs/signing.md). */
   verification?: ScanVerification;
   /** The workloads of this namespace running the source image, and their rollout (src/decide/rollout.ts). */

@@ -47,6 +47,8 @@ export interface Vulnerability {
   suppressed?: boolean;
   title?: string;
   diffID?: string;
+  /** Where a language package lives in the image (sbomscanner's packagePath, e.g. a METADATA or package.json). */
+  packagePath?: string;
 }
 
 export interface ReportResult {
@@ -189,6 +191,7 @@ export function parseReport(input: unknown): ParseResult<VulnerabilityReport, Re
         suppressed: v.suppressed === true,
         title: optString(v.title),
         diffID: optString(v.diffID),
+        packagePath: optString(v.packagePath),
       });
     }
     results.push({

@@ -3,6 +3,7 @@
 import {
   ConditionType,
   type Conversion,
+  type LibraryFinding,
   DEFAULT_TAG_SUFFIX,
   DEFAULT_TIMEOUT,
   getCondition,
@@ -405,7 +406,8 @@ function recordInvalid(i: ReportInput, message: string): Action {
 
 /** The policy skips end-of-life images: such a PatchJob ends EndOfLife at once (once per generation). */
 function endOfLifeSkip(pj: PatchJob, i: ReportInput): Action | undefined {
-  if (i.policy.kind !== "patch" || !i.policy.policy.policy.spec.skipEndOfLife) return undefined;
+  // (A policy compiled without its object, as some callers build it: no setting.)
+  if (i.policy.kind !== "patch" || !i.policy.policy.policy?.spec.skipEndOfLife) return undefined;
   const eol = endOfLife(pj.spec.os, i.now);
   if (!eol) return undefined;
   const s = pj.status;
@@ -418,8 +420,23 @@ function endOfLifeSkip(pj: PatchJob, i: ReportInput): Action | undefined {
   };
 }
 
+/**
+ * The report's language-package findings recorded with the status the action writes
+ * (vuln-patcher patches OS packages: each listed with why, nothing silently left out).
+ */
+function withLibraries(a: Action, libraries: LibraryFinding[] | undefined): Action {
+  if (!libraries?.length) return a;
+  if (a.kind === "status") return { ...a, status: { ...a.status, libraries } };
+  if (a.kind === "publish") return { ...a, queued: { ...a.queued, libraries } };
+  return a;
+}
+
 /** What a report's PatchJob needs next: a plan (dry run), its index, or the queue. */
 function advance(pj: PatchJob, i: ReportInput): Action {
+  return withLibraries(advanceOS(pj, i), i.report?.facts?.libraries);
+}
+
+function advanceOS(pj: PatchJob, i: ReportInput): Action {
   const facts = i.report?.facts;
   const before =
     facts?.conversion.ok === true

@@ -101,6 +101,47 @@ test("decisions - a report, pass by pass: create, then publish with the counts, 
   assert.deepEqual([third.kind, third.kind === "none" && third.reason], ["none", "UpToDate"]);
 });
 
+test("decisions - a report's language-package findings are listed with the queued status, each with why (not patched)", () => {
+  const report = summary((r) => {
+    r.report.results.push({
+      target: "app/package-lock.json",
+      class: "lang-pkgs",
+      type: "node-pkg",
+      vulnerabilities: [
+        {
+          cve: "CVE-2021-44906",
+          packageName: "minimist",
+          installedVersion: "1.2.5",
+          fixedVersions: ["1.2.6, 0.2.4"],
+          packagePath: "app/node_modules/minimist/package.json",
+          severity: "CRITICAL",
+        },
+        { cve: "CVE-2099-0001", packageName: "left-pad", installedVersion: "1.0.0", severity: "LOW" },
+        {
+          cve: "CVE-2099-0002",
+          packageName: "ignored",
+          installedVersion: "1.0.0",
+          fixedVersions: ["1.0.1"],
+          suppressed: true,
+        },
+      ],
+    });
+  });
+  const pj = created(decideReport(input({ report })));
+  const a = decideReport(input({ report, current: pj }));
+  assert.ok(a.kind === "publish");
+  assert.deepEqual(
+    a.queued.libraries?.map((l) => [l.packageName, l.type, l.fixedVersion ?? "-", l.reason, l.path ?? "-"]),
+    [
+      ["left-pad", "node-pkg", "-", "NoFixPublished", "-"],
+      ["minimist", "node-pkg", "1.2.6", "LibraryNotPatched", "app/node_modules/minimist/package.json"],
+      ["stdlib", "gobinary", "1.22.7", "LibraryNotPatched", "-"], // the fixture's Go binary
+    ],
+  );
+  assert.match(a.queued.libraries![1]!.message, /update minimist to 1\.2\.6 in the image's build/);
+  assert.deepEqual(a.queued.vulnerabilities?.before, { total: 8, fixable: 4 }, "the OS part as before");
+});
+
 test("decisions - a report: the situations that write nothing, and why", () => {
   const pj = created(decideReport(input()));
   const queued: PatchJob = { ...pj, status: { phase: Phase.Queued, observedGeneration: 1 } };

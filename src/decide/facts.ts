@@ -3,6 +3,8 @@
 // bytes, and no decision ever needs the report again.
 import {
   type ConversionResult,
+  libraryFindings,
+  type LibraryFinding,
   convertReport,
   type ImageMetadata,
   type ObjectMeta,
@@ -28,6 +30,8 @@ export interface ReportFacts {
   severity: { any?: Severity; fixable?: Severity };
   /** Unsuppressed findings per severity. */
   bySeverity: Partial<Record<Severity, number>>;
+  /** Findings in language packages and binaries: not patched, listed with why. */
+  libraries: LibraryFinding[];
 }
 
 export function reportFacts(report: VulnerabilityReport): ReportFacts {
@@ -63,6 +67,7 @@ export function reportFacts(report: VulnerabilityReport): ReportFacts {
     conversion,
     severity,
     bySeverity,
+    libraries: libraryFindings(report),
   };
 }
 
