@@ -3,6 +3,7 @@
 // status.ts.
 import type { ObjectMeta } from "./report.ts";
 import type { Severity } from "./patchpolicy.ts";
+import type { LibraryFinding } from "./convert.ts";
 
 export const GROUP = "vulnpatcher.io";
 export const VERSION = "v1alpha1";
@@ -261,16 +262,7 @@ export interface PatchJobStatus {
   /** A dry run (phase Planned): the updates that would be made, with the CVEs each fixes. */
   plannedUpdates?: PackageUpdate[];
   /** Findings in language packages and binaries (npm, PyPI, Go, ...): not patched, each with why. */
-  libraries?: Array<{
-    cve: string;
-    type: string;
-    packageName: string;
-    installedVersion: string;
-    fixedVersion?: string;
-    path?: string;
-    reason: string;
-    message: string;
-  }>;
+  libraries?: LibraryFinding[];
   /** sbomscanner's own scan of the patched image, against the CVEs marked fixed (docs/signing.md). */
   verification?: ScanVerification;
   /** The workloads of this namespace running the source image, and their rollout (src/decide/rollout.ts). */

@@ -18,12 +18,16 @@ import { keepDevEnv, prepareDevDir } from "./dev.ts";
 import { DEMO_NAMESPACE as NS, startDemoPipeline, type DemoPipeline } from "./demo-pipeline.ts";
 import { findingsTable, followPatchJob, type Finding } from "./demo-follow.ts";
 
-export const demoUsage = `Usage: vuln-patcher demo [--keep] [--name NAME]
+export const demoUsage = `Usage: vuln-patcher demo [--cluster] [--keep] [--name NAME]
 
 Runs the whole pipeline on local real components and prints a before/after table:
 sbomscanner VulnerabilityReport -> controller -> PatchJob -> NATS JetStream -> worker
 -> copa on BuildKit -> registry -> verified PatchJob status.
 
+  --cluster     the same in a cluster on a real node on this machine (root; one per machine):
+                the chart installed from images BuildKit builds from the Dockerfiles, a
+                Deployment running the vulnerable image, the patch made by a copa Job Pod,
+                and the Deployment rolled out to the patched digest (docs/rollout.md)
   --keep        afterwards, keep the environment, the controller, the worker and the web UI
                 running until Ctrl-C (then stop the environment with 'vuln-patcher dev down --name NAME')
   --name NAME   the environment's name (default demo)
@@ -76,7 +80,11 @@ async function patchTheImage(
 }
 
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values: v } = parse(argv, { keep: { type: "boolean" }, name: { type: "string", default: "demo" } });
+  const { values: v } = parse(argv, {
+    keep: { type: "boolean" },
+    cluster: { type: "boolean" },
+    name: { type: "string", default: "demo" },
+  });
   if (v.help) {
     process.stdout.write(demoUsage + "\n");
     return 0;
@@ -89,7 +97,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const since = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
   const log = newLogger("demo", process.env.LOG_LEVEL ?? "warn");
   // Stopping the environment it started can take a while: a minute, then exit anyway.
-  const { signal } = onShutdown(log, 60_000);
+  const { signal } = onShutdown(log, v.cluster ? 150_000 : 60_000);
+  if (v.cluster)
+    return (await import("./demo-cluster.ts")).demoCluster({ name, keep: !!v.keep, out, log, signal });
   out(
     `[1/5] starting the real-component environment "${name}" (etcd, kube-apiserver, kube-controller-manager, NATS JetStream, registry, BuildKit)...`,
   );

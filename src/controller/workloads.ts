@@ -9,8 +9,11 @@ import {
   type KubeConfig,
   PatchStrategy,
   setHeaderOptions,
+  type V1DaemonSet,
+  type V1Deployment,
   type V1Pod,
   type V1PodSpec,
+  type V1StatefulSet,
 } from "@kubernetes/client-node";
 import type { WorkloadFacts, WorkloadKind, WorkloadProgress, WorkloadWrite } from "../decide/index.ts";
 import { statusCode } from "../kube/index.ts";
@@ -47,6 +50,58 @@ export function podWhy(p: V1Pod, unhealthy: Map<string, string>): string | undef
 
 const matches = (labels: Record<string, string> | undefined, sel: Record<string, string> | undefined) =>
   !!sel && Object.keys(sel).length > 0 && Object.entries(sel).every(([k, v]) => labels?.[k] === v);
+
+function deploymentProgress(d: V1Deployment): WorkloadProgress {
+  const s = d.status ?? {};
+  const deadline = s.conditions?.find(
+    (c) => c.type === "Progressing" && c.status === "False" && c.reason === "ProgressDeadlineExceeded",
+  );
+  return {
+    generation: d.metadata?.generation ?? 0,
+    observedGeneration: s.observedGeneration ?? 0,
+    desired: d.spec?.replicas ?? 1,
+    updated: s.updatedReplicas ?? 0,
+    ready: s.readyReplicas ?? 0,
+    available: s.availableReplicas ?? 0,
+    total: s.replicas ?? 0,
+    ...(deadline
+      ? {
+          deadlineExceeded: deadline.message ?? "progress deadline exceeded",
+          ...(deadline.lastUpdateTime
+            ? { deadlineExceededAt: new Date(deadline.lastUpdateTime).toISOString() }
+            : {}),
+        }
+      : {}),
+  };
+}
+
+function statefulSetProgress(d: V1StatefulSet): WorkloadProgress {
+  const s = d.status ?? { replicas: 0 };
+  // Pods of an old revision are not "updated": updated == total once the revisions agree.
+  const done = s.currentRevision === s.updateRevision;
+  return {
+    generation: d.metadata?.generation ?? 0,
+    observedGeneration: s.observedGeneration ?? 0,
+    desired: d.spec?.replicas ?? 1,
+    updated: s.updatedReplicas ?? 0,
+    ready: s.readyReplicas ?? 0,
+    available: s.availableReplicas ?? 0,
+    total: done ? (s.updatedReplicas ?? 0) : s.replicas + 1,
+  };
+}
+
+function daemonSetProgress(d: V1DaemonSet): WorkloadProgress {
+  const s = d.status;
+  return {
+    generation: d.metadata?.generation ?? 0,
+    observedGeneration: s?.observedGeneration ?? 0,
+    desired: s?.desiredNumberScheduled ?? 0,
+    updated: s?.updatedNumberScheduled ?? 0,
+    ready: s?.numberReady ?? 0,
+    available: s?.numberAvailable ?? 0,
+    total: s?.currentNumberScheduled ?? 0,
+  };
+}
 
 export function workloadReader(kc: KubeConfig) {
   const apps = kc.makeApiClient(AppsV1Api);
@@ -108,66 +163,15 @@ export function workloadReader(kc: KubeConfig) {
       };
     };
     return [
-      ...deps.items.map((d) => {
-        const s = d.status ?? {};
-        const deadline = s.conditions?.find(
-          (c) => c.type === "Progressing" && c.status === "False" && c.reason === "ProgressDeadlineExceeded",
-        );
-        return of(
-          "Deployment",
-          d,
-          d.spec?.template.spec,
-          {
-            generation: d.metadata?.generation ?? 0,
-            observedGeneration: s.observedGeneration ?? 0,
-            desired: d.spec?.replicas ?? 1,
-            updated: s.updatedReplicas ?? 0,
-            ready: s.readyReplicas ?? 0,
-            available: s.availableReplicas ?? 0,
-            total: s.replicas ?? 0,
-            ...(deadline ? { deadlineExceeded: deadline.message ?? "progress deadline exceeded" } : {}),
-          },
-          d.spec?.selector.matchLabels,
-        );
-      }),
-      ...sets.items.map((d) => {
-        const s = d.status ?? { replicas: 0 };
-        // Pods of an old revision are not "updated": updated == total once the revisions agree.
-        const done = s.currentRevision === s.updateRevision;
-        return of(
-          "StatefulSet",
-          d,
-          d.spec?.template.spec,
-          {
-            generation: d.metadata?.generation ?? 0,
-            observedGeneration: s.observedGeneration ?? 0,
-            desired: d.spec?.replicas ?? 1,
-            updated: s.updatedReplicas ?? 0,
-            ready: s.readyReplicas ?? 0,
-            available: s.availableReplicas ?? 0,
-            total: done ? (s.updatedReplicas ?? 0) : s.replicas + 1,
-          },
-          d.spec?.selector.matchLabels,
-        );
-      }),
-      ...daemons.items.map((d) => {
-        const s = d.status;
-        return of(
-          "DaemonSet",
-          d,
-          d.spec?.template.spec,
-          {
-            generation: d.metadata?.generation ?? 0,
-            observedGeneration: s?.observedGeneration ?? 0,
-            desired: s?.desiredNumberScheduled ?? 0,
-            updated: s?.updatedNumberScheduled ?? 0,
-            ready: s?.numberReady ?? 0,
-            available: s?.numberAvailable ?? 0,
-            total: s?.currentNumberScheduled ?? 0,
-          },
-          d.spec?.selector.matchLabels,
-        );
-      }),
+      ...deps.items.map((d) =>
+        of("Deployment", d, d.spec?.template.spec, deploymentProgress(d), d.spec?.selector.matchLabels),
+      ),
+      ...sets.items.map((d) =>
+        of("StatefulSet", d, d.spec?.template.spec, statefulSetProgress(d), d.spec?.selector.matchLabels),
+      ),
+      ...daemons.items.map((d) =>
+        of("DaemonSet", d, d.spec?.template.spec, daemonSetProgress(d), d.spec?.selector.matchLabels),
+      ),
       ...crons.items.map((c) => of("CronJob", c, c.spec?.jobTemplate.spec?.template.spec)),
       ...pods.items.map((p) => ({
         ...of("Pod", p, p.spec),

@@ -232,6 +232,33 @@ test("rollout: health - counters, deadline, timeout; a CronJob is done once its 
     "waiting",
     "an old Pod left",
   );
+  // A deadline exceeded before the change (the workload's old trouble) is not this change failing.
+  assert.equal(
+    health(
+      {
+        ...d,
+        progress: progress({ ready: 1, deadlineExceeded: "old", deadlineExceededAt: at(-60).toISOString() }),
+      },
+      [TO],
+      T0.toISOString(),
+      60_000,
+      at(1),
+    ).kind,
+    "waiting",
+  );
+  assert.equal(
+    health(
+      {
+        ...d,
+        progress: progress({ ready: 1, deadlineExceeded: "new", deadlineExceededAt: at(20).toISOString() }),
+      },
+      [TO],
+      T0.toISOString(),
+      60_000,
+      at(21),
+    ).kind,
+    "failed",
+  );
   const late = health({ ...d, progress: progress({ ready: 1 }) }, [TO], T0.toISOString(), 60_000, at(60));
   assert.deepEqual(late, {
     kind: "failed",

@@ -356,6 +356,7 @@ export function health(
   since: string | undefined,
   timeoutMs: number,
   now: Date,
+  o: { rollback?: boolean } = {},
 ): Health {
   if (w.kind === "CronJob") return { kind: "ready" };
   const p = w.progress;
@@ -367,7 +368,11 @@ export function health(
       .slice(0, 400);
   };
   if (p && p.observedGeneration >= p.generation) {
-    if (p.deadlineExceeded)
+    // A deadline reported before this change is the workload's old trouble, and after a
+    // rollback the condition lags the counters: neither is this change failing.
+    const at = p.deadlineExceededAt ? Date.parse(p.deadlineExceededAt) : Infinity;
+    const fresh = !since || at >= Date.parse(since) - 1000;
+    if (p.deadlineExceeded && fresh && !o.rollback)
       return { kind: "failed", reason: "ProgressDeadlineExceeded", message: why() || p.deadlineExceeded };
     if (p.updated >= p.desired && p.ready >= p.desired && p.available >= p.desired && p.total <= p.updated)
       return { kind: "ready" };

@@ -38,8 +38,9 @@ export interface WorkloadProgress {
   available: number;
   /** Pods of every template (old ones still there while > updated). */
   total: number;
-  /** A Deployment past its progressDeadlineSeconds: the condition's message. */
+  /** A Deployment past its progressDeadlineSeconds: the condition's message, and when it was set. */
   deadlineExceeded?: string;
+  deadlineExceededAt?: string;
 }
 
 export const WorkloadState = {

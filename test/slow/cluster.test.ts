@@ -11,13 +11,21 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { BatchV1Api, CoreV1Api, type V1Pod } from "@kubernetes/client-node";
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type V1Container,
+  type V1Deployment,
+  type V1Pod,
+} from "@kubernetes/client-node";
 import { signedOnlyWebhook } from "../support/admission.ts";
 import { setup, goBinary, cacheDir, type Env } from "../../src/devenv/index.ts";
 import { buildClusterImages, type ClusterImages } from "../../src/devenv/cluster-images.ts";
 import { installChart } from "../../src/devenv/chart.ts";
 import { ignoreConflict, installCRDs } from "../../src/kube/index.ts";
-import { parseImageRef } from "../../src/api/index.ts";
+import { parseImageRef, type PatchJob, POLICY_PLURAL } from "../../src/api/index.ts";
 import {
   copaArgv,
   jobName,
@@ -182,6 +190,11 @@ test("cluster - node Ready; images built by BuildKit from the Dockerfiles; helm 
       `worker.namespaces[0]=${APPS}`,
       "--set",
       `signing.keySecret=${SIGNING_SECRET}`,
+      // Rollouts may change workloads in "default" only.
+      "--set",
+      "rollout.enabled=true",
+      "--set",
+      `rollout.namespaces={${APPS}}`,
     ],
   });
   timings["helm install -> every Pod Ready"] = `${((Date.now() - t2) / 1000).toFixed(1)} s`;
@@ -419,6 +432,369 @@ test("cluster - admission on the node: a Pod of the image the worker Pod signed 
   } finally {
     await hook.close();
   }
+});
+
+// ---- Rollout (issue 21) on the real node: Pods that run, probes, the kubelet's imageIDs.
+
+const ROLLOUT_TAG = "rollout-1";
+let rolloutImage: string;
+let patchedRef: string;
+const nonRoot = { allowPrivilegeEscalation: false, runAsNonRoot: true, runAsUser: 65532 };
+
+function app(
+  name: string,
+  image: string,
+  o: {
+    replicas?: number;
+    probe?: string[];
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    deadline?: number;
+  } = {},
+): V1Deployment {
+  const container: V1Container = {
+    name: "app",
+    image,
+    command: ["sleep", "3600"],
+    securityContext: nonRoot,
+    readinessProbe: { exec: { command: o.probe ?? ["true"] }, periodSeconds: 2, failureThreshold: 1 },
+  };
+  return {
+    metadata: {
+      name,
+      labels: { app: name, ...o.labels },
+      ...(o.annotations ? { annotations: o.annotations } : {}),
+    },
+    spec: {
+      replicas: o.replicas ?? 1,
+      ...(o.deadline ? { progressDeadlineSeconds: o.deadline } : {}),
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: { terminationGracePeriodSeconds: 1, containers: [container] },
+      },
+    },
+  };
+}
+
+/** The Deployment's Pods, all Ready, each as the kubelet reports it: the image ID it runs. */
+async function readyImageIDs(namespace: string, name: string, replicas: number): Promise<string[]> {
+  return waitFor(
+    `${namespace}/${name}: ${replicas} Pods Ready`,
+    async () => {
+      const ps = await pods(`app=${name}`, namespace);
+      const ready = ps.filter((p) =>
+        p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+      );
+      if (ps.length !== replicas || ready.length !== replicas) return undefined;
+      return ready.map((p) => p.status!.containerStatuses![0]!.imageID);
+    },
+    240_000,
+    500,
+  );
+}
+
+/** A manual PatchJob of the rollout image with its own spec.rollout (NoOp AlreadyPatched names the patched image). */
+async function manualRollout(name: string, rollout: Record<string, unknown>): Promise<void> {
+  await env
+    .kubeConfig()
+    .makeApiClient(CustomObjectsApi)
+    .createNamespacedCustomObject({
+      group: "vulnpatcher.io",
+      version: "v1alpha1",
+      plural: "patchjobs",
+      namespace: APPS,
+      body: {
+        apiVersion: "vulnpatcher.io/v1alpha1",
+        kind: "PatchJob",
+        metadata: { name },
+        spec: {
+          source: "manual",
+          image: {
+            registryURI: env.registryHost,
+            repository: "library/debian",
+            tag: ROLLOUT_TAG,
+            platform: "linux/amd64",
+          },
+          rollout,
+        },
+      },
+    });
+}
+
+async function patchJob(name: string): Promise<PatchJob> {
+  return (await env.kubeConfig().makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+    group: "vulnpatcher.io",
+    version: "v1alpha1",
+    plural: "patchjobs",
+    namespace: APPS,
+    name,
+  })) as PatchJob;
+}
+
+test("cluster - rollout Auto: a Deployment (2 replicas) and a CronJob move to the patched digest, their Pods run it (kubelet's imageID); opted-out and Argo CD Skipped; another namespace untouched", async (t) => {
+  const kc = env.kubeConfig();
+  const apps = kc.makeApiClient(AppsV1Api);
+  const batch = kc.makeApiClient(BatchV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
+  await retag(env.registryHost, "library/debian", "bookworm-vuln", ROLLOUT_TAG);
+  rolloutImage = `${env.registryHost}/library/debian:${ROLLOUT_TAG}`;
+  const source = await testRegistryClient().manifestFor(parseImageRef(rolloutImage));
+  await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    group: "vulnpatcher.io",
+    version: "v1alpha1",
+    plural: POLICY_PLURAL,
+    namespace: APPS,
+    body: {
+      apiVersion: "vulnpatcher.io/v1alpha1",
+      kind: "PatchPolicy",
+      metadata: { name: "rollout" },
+      spec: {
+        selector: { tag: "rollout-.*", fixableOnly: true },
+        rollout: { mode: "Auto", timeoutSeconds: 180 },
+      },
+    },
+  });
+  // The controller has read the policy (its status says Ready) before the report comes.
+  await waitFor(
+    "the rollout policy Ready",
+    async () => {
+      const p = (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+        group: "vulnpatcher.io",
+        version: "v1alpha1",
+        plural: POLICY_PLURAL,
+        namespace: APPS,
+        name: "rollout",
+      })) as { status?: { conditions?: Array<{ type: string; status: string; message?: string }> } };
+      return p.status?.conditions?.find((c) => c.type === "Ready" && c.status === "True");
+    },
+    60_000,
+    300,
+  ).catch(async (err: Error) => {
+    const logs = await kubectl(["-n", NS, "logs", "deploy/vp-vuln-patcher-controller", "--tail=40"]).catch(
+      (e: Error) => e.message,
+    );
+    throw new Error(`${err.message}\n${logs}`);
+  });
+  await apps.createNamespacedDeployment({ namespace: APPS, body: app("web", rolloutImage, { replicas: 2 }) });
+  await apps.createNamespacedDeployment({
+    namespace: APPS,
+    body: app("pinned", rolloutImage, { annotations: { "vulnpatcher.io/rollout": "false" } }),
+  });
+  await apps.createNamespacedDeployment({
+    namespace: APPS,
+    body: app("argo", rolloutImage, { labels: { "argocd.argoproj.io/instance": "shop" } }),
+  });
+  await batch.createNamespacedCronJob({
+    namespace: APPS,
+    body: {
+      metadata: { name: "nightly" },
+      spec: {
+        schedule: "0 3 * * *",
+        jobTemplate: {
+          spec: {
+            backoffLimit: 0,
+            template: {
+              spec: {
+                restartPolicy: "Never",
+                terminationGracePeriodSeconds: 1,
+                containers: [
+                  { name: "job", image: rolloutImage, command: ["sleep", "60"], securityContext: nonRoot },
+                ],
+              },
+            },
+          },
+        },
+      },
+    },
+  });
+  const OTHER_NS = "rollout-elsewhere";
+  await core.createNamespace({ body: { metadata: { name: OTHER_NS } } });
+  await apps.createNamespacedDeployment({ namespace: OTHER_NS, body: app("web", rolloutImage) });
+  for (const [ns, name, n] of [
+    [APPS, "web", 2],
+    [APPS, "pinned", 1],
+    [APPS, "argo", 1],
+    [OTHER_NS, "web", 1],
+  ] as const)
+    for (const id of await readyImageIDs(ns, name, n))
+      assert.ok(id.endsWith(source!.digest), `${ns}/${name} runs the vulnerable digest: ${id}`);
+  const otherGeneration = (await apps.readNamespacedDeployment({ namespace: OTHER_NS, name: "web" }))
+    .metadata!.generation;
+
+  await reportsApi(kc).create(await honestReportForImage(rolloutImage, "rollout-1", APPS));
+  const pj = await waitForPhase(kc, APPS, "rollout-1", ["Succeeded", "Failed", "NoOp"], 600_000);
+  assert.equal(pj.status?.phase, "Succeeded", pj.status?.message);
+  const tSucceeded = Date.now();
+  const digest = pj.status!.patchedImage!.digest!;
+  patchedRef = `${pj.status!.patchedImage!.reference}@${digest}`;
+  const done = await waitFor(
+    "every selected workload Updated",
+    async () => {
+      const x = await patchJob("rollout-1");
+      return x.status?.rollout?.updated === 2 ? x : undefined;
+    },
+    300_000,
+    500,
+  ).catch(async (err: Error) => {
+    // What the PatchJob and the controller say, for whoever reads the failure.
+    const x = await patchJob("rollout-1");
+    const logs = await kubectl(["-n", NS, "logs", "deploy/vp-vuln-patcher-controller", "--tail=60"]).catch(
+      (e: Error) => e.message,
+    );
+    throw new Error(
+      `${err.message}: policy ${JSON.stringify(x.spec.policyRef)}, rollout ${JSON.stringify(x.status?.rollout)}\n${logs}`,
+    );
+  });
+  const ids = await readyImageIDs(APPS, "web", 2);
+  timings["rollout: Succeeded -> every workload updated and Ready"] =
+    `${((Date.now() - tSucceeded) / 1000).toFixed(1)} s`;
+  for (const id of ids) assert.ok(id.endsWith(digest), `a Ready Pod of web runs the patched digest: ${id}`);
+  assert.deepEqual(
+    done.status!.rollout!.workloads.map((w) => [`${w.kind}/${w.name}`, w.state, w.reason ?? ""]),
+    [
+      ["CronJob/nightly", "Updated", ""],
+      ["Deployment/argo", "Skipped", "GitOpsManaged"],
+      ["Deployment/pinned", "Skipped", "OptedOut"],
+      ["Deployment/web", "Updated", ""],
+    ],
+  );
+  const web = await apps.readNamespacedDeployment({ namespace: APPS, name: "web" });
+  assert.equal(web.spec!.template.spec!.containers[0]!.image, patchedRef, "set by digest");
+  // The CronJob's next Job (as `kubectl create job --from=cronjob/nightly` makes it) runs the patched digest.
+  await kubectl(["-n", APPS, "create", "job", "nightly-next", "--from=cronjob/nightly"]);
+  const jobID = await waitFor(
+    "the CronJob's next Job Pod running",
+    async () => {
+      const [p] = await pods("job-name=nightly-next", APPS);
+      const id = p?.status?.containerStatuses?.[0]?.imageID;
+      return id || undefined;
+    },
+    180_000,
+    500,
+  );
+  assert.ok(jobID.endsWith(digest), `the Job's Pod runs ${jobID}`);
+  for (const name of ["pinned", "argo"])
+    for (const id of await readyImageIDs(APPS, name, 1))
+      assert.ok(id.endsWith(source!.digest), `${name} still runs the vulnerable digest`);
+  const other = await apps.readNamespacedDeployment({ namespace: OTHER_NS, name: "web" });
+  assert.equal(other.metadata!.generation, otherGeneration, "the other namespace's Deployment untouched");
+  assert.equal(other.spec!.template.spec!.containers[0]!.image, rolloutImage);
+  t.diagnostic(JSON.stringify(timings));
+});
+
+test("cluster - rollout DryRun: the plan recorded, nothing changed", async () => {
+  assert.ok(patchedRef, "needs the rollout above");
+  const kc = env.kubeConfig();
+  const apps = kc.makeApiClient(AppsV1Api);
+  await apps.createNamespacedDeployment({ namespace: APPS, body: app("dry", rolloutImage) });
+  await readyImageIDs(APPS, "dry", 1);
+  const before = (await apps.readNamespacedDeployment({ namespace: APPS, name: "dry" })).metadata!.generation;
+  // A manual PatchJob of the same image with its own rollout: NoOp AlreadyPatched names the patched image.
+  await manualRollout("dry-plan", { mode: "DryRun" });
+  const pj = await waitFor(
+    "the DryRun plan",
+    async () => {
+      const x = await patchJob("dry-plan").catch(() => undefined);
+      return x?.status?.rollout ? x : undefined;
+    },
+    300_000,
+    500,
+  );
+  assert.equal(pj.status?.reason, "AlreadyPatched");
+  const dry = pj.status!.rollout!.workloads.find((w) => w.name === "dry");
+  assert.deepEqual([dry?.state, dry?.to], ["Planned", patchedRef]);
+  assert.equal(
+    (await apps.readNamespacedDeployment({ namespace: APPS, name: "dry" })).metadata!.generation,
+    before,
+    "nothing changed",
+  );
+});
+
+test("cluster - rollout rollback: a readiness probe that fails on the patched image puts the previous image back; RolledBack with the probe's reason; Available again with the old Pods; the PatchJob's other workload untouched", async (t) => {
+  assert.ok(patchedRef, "needs the rollout above");
+  const kc = env.kubeConfig();
+  const apps = kc.makeApiClient(AppsV1Api);
+  // Ready only while the package the patch changes is at its vulnerable version.
+  const report = await honestReportForImage(rolloutImage, "probe-source", APPS);
+  const f = (
+    report.report as {
+      results: Array<{ vulnerabilities: Array<{ packageName: string; installedVersion: string }> }>;
+    }
+  ).results[0]!.vulnerabilities[0]!;
+  const probe = [
+    "sh",
+    "-c",
+    `v=$(dpkg-query -W -f='\${Version}' ${f.packageName}); test "$v" = "${f.installedVersion}" || { echo "${f.packageName} is $v, the app wants ${f.installedVersion}"; exit 1; }`,
+  ];
+  await apps.createNamespacedDeployment({
+    namespace: APPS,
+    body: app("a-fragile", rolloutImage, { probe, deadline: 20 }),
+  });
+  const oldIDs = await readyImageIDs(APPS, "a-fragile", 1);
+  await manualRollout("fragile", { mode: "Auto", timeoutSeconds: 120 });
+  const started = await waitFor(
+    "a-fragile Updating",
+    async () => {
+      const x = await patchJob("fragile").catch(() => undefined);
+      const w = x?.status?.rollout?.workloads.find((y) => y.name === "a-fragile");
+      return w?.state === "Updating" ? x : undefined;
+    },
+    300_000,
+    300,
+  );
+  assert.ok(started);
+  const pj = await waitFor(
+    "a-fragile RolledBack",
+    async () => {
+      const x = await patchJob("fragile");
+      const w = x.status?.rollout?.workloads.find((y) => y.name === "a-fragile");
+      return w?.state === "RolledBack" ? x : undefined;
+    },
+    240_000,
+    300,
+  );
+  const items = pj.status!.rollout!.workloads;
+  const fragile = items.find((w) => w.name === "a-fragile")!;
+  assert.equal(fragile.reason, "ProgressDeadlineExceeded");
+  assert.match(
+    fragile.message ?? "",
+    new RegExp(
+      `Readiness probe failed: ${f.packageName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is \\S+, the app wants`,
+    ),
+    fragile.message,
+  );
+  const dry = items.find((w) => w.name === "dry")!;
+  assert.deepEqual([dry.state, dry.reason], ["Skipped", "RolloutStopped"]);
+  const d = await apps.readNamespacedDeployment({ namespace: APPS, name: "a-fragile" });
+  assert.equal(d.spec!.template.spec!.containers[0]!.image, rolloutImage, "the previous image back");
+  assert.ok(
+    d.status?.conditions?.some((c) => c.type === "Available" && c.status === "True"),
+    "Available",
+  );
+  assert.deepEqual(await readyImageIDs(APPS, "a-fragile", 1), oldIDs, "the old Pod's image");
+  assert.equal(
+    (await apps.readNamespacedDeployment({ namespace: APPS, name: "dry" })).spec!.template.spec!
+      .containers[0]!.image,
+    rolloutImage,
+    "the other workload untouched",
+  );
+  const record = JSON.parse(d.metadata!.annotations!["vulnpatcher.io/rolled-back"]!) as {
+    at: string;
+    reason: string;
+  };
+  assert.equal(record.reason, "ProgressDeadlineExceeded");
+  // From the change to the failure seen (progressDeadlineSeconds: 20), and the rollback itself.
+  const secs = (a: string, b: string) => `${((Date.parse(b) - Date.parse(a)) / 1000).toFixed(1)} s`;
+  timings["rollout: patched image set -> failure seen (progressDeadlineSeconds 20)"] = secs(
+    fragile.startedAt!,
+    record.at,
+  );
+  timings["rollout: rollback written -> previous image healthy, RolledBack"] = secs(
+    record.at,
+    fragile.finishedAt!,
+  );
+  t.diagnostic(`${fragile.reason}: ${fragile.message}; ${JSON.stringify(timings)}`);
 });
 
 test("cluster - stopping the environment leaves no process, mount, bridge, iptables chain or cgroup; ip_forward as it was", async (t) => {
