@@ -73,6 +73,42 @@ async function podsRunning(kc: KubeConfig, digest: string, n: number): Promise<s
   );
 }
 
+/** Step 2: the images built from the Dockerfiles, the chart (rollout on for NS), and a policy that rolls out. */
+async function installWithPolicy(env: Env, out: (s: string) => void): Promise<void> {
+  const kc = env.kubeConfig();
+  out(
+    `[2/6] building the images from the Dockerfiles with BuildKit, then helm install (rollout on for "${NS}")`,
+  );
+  const images = await buildClusterImages({
+    dir: env.dir,
+    registry: env.registryHost,
+    buildkitAddr: env.buildkitAddr,
+    cacheDir: join(cacheDir(), "buildkit-cache"),
+  });
+  await installCRDs(kc, sbomscannerCRDs());
+  await installChart(env, images, {
+    extra: [
+      "rollout.enabled=true",
+      `rollout.namespaces={${NS}}`,
+      `worker.namespaces[0]=${NS}`,
+      "api.enabled=true",
+    ].flatMap((v) => ["--set", v]),
+  });
+  // This namespace's policy: patch every fixable report, and roll the patch out.
+  await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    group: "vulnpatcher.io",
+    version: "v1alpha1",
+    plural: POLICY_PLURAL,
+    namespace: NS,
+    body: {
+      apiVersion: "vulnpatcher.io/v1alpha1",
+      kind: "PatchPolicy",
+      metadata: { name: "patch-and-roll-out" },
+      spec: { selector: { fixableOnly: true }, rollout: { mode: "Auto", timeoutSeconds: 300 } },
+    },
+  });
+}
+
 export async function demoCluster(o: {
   name: string;
   keep: boolean;
@@ -92,37 +128,7 @@ export async function demoCluster(o: {
   try {
     const kc = env.kubeConfig();
     out(`      up in ${since()}: apiserver ${env.controlPlane!.server}, node Ready`);
-    out(
-      `[2/6] building the images from the Dockerfiles with BuildKit, then helm install (rollout on for "${NS}")`,
-    );
-    const images = await buildClusterImages({
-      dir: env.dir,
-      registry: env.registryHost,
-      buildkitAddr: env.buildkitAddr,
-      cacheDir: join(cacheDir(), "buildkit-cache"),
-    });
-    await installCRDs(kc, sbomscannerCRDs());
-    await installChart(env, images, {
-      extra: [
-        "rollout.enabled=true",
-        `rollout.namespaces={${NS}}`,
-        `worker.namespaces[0]=${NS}`,
-        "api.enabled=true",
-      ].flatMap((v) => ["--set", v]),
-    });
-    // This namespace's policy: patch every fixable report, and roll the patch out.
-    await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-      group: "vulnpatcher.io",
-      version: "v1alpha1",
-      plural: POLICY_PLURAL,
-      namespace: NS,
-      body: {
-        apiVersion: "vulnpatcher.io/v1alpha1",
-        kind: "PatchPolicy",
-        metadata: { name: "patch-and-roll-out" },
-        spec: { selector: { fixableOnly: true }, rollout: { mode: "Auto", timeoutSeconds: 300 } },
-      },
-    });
+    await installWithPolicy(env, out);
     out(`      chart ready at ${since()}; PatchPolicy ${NS}/patch-and-roll-out: rollout Auto`);
     const image = env.images!.vulnerable;
     out(`[3/6] a Deployment "${APP}" (2 replicas) running ${image}`);

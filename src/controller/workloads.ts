@@ -6,6 +6,7 @@ import {
   AppsV1Api,
   BatchV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   type KubeConfig,
   PatchStrategy,
   setHeaderOptions,
@@ -17,6 +18,8 @@ import {
 } from "@kubernetes/client-node";
 import type { WorkloadFacts, WorkloadKind, WorkloadProgress, WorkloadWrite } from "../decide/index.ts";
 import { statusCode } from "../kube/index.ts";
+import { REPORT_GROUP, SCANNER_GROUP, SCANNER_REGISTRY_PLURAL, SCANNER_VERSION } from "../api/index.ts";
+import { normaliseHost } from "../registry/index.ts";
 
 function containers(spec: V1PodSpec | undefined): WorkloadFacts["containers"] {
   return [
@@ -103,7 +106,65 @@ function daemonSetProgress(d: V1DaemonSet): WorkloadProgress {
   };
 }
 
+interface ScanReportObject {
+  metadata?: { ownerReferences?: Array<{ kind?: string; name?: string; controller?: boolean }> };
+  spec?: {
+    containers?: Array<{
+      name?: string;
+      imageRef?: { registry?: string; repository?: string; tag?: string };
+    }>;
+  };
+}
+
+/**
+ * sbomscanner's WorkloadScanReports of a namespace, by owning workload ("Kind/name"): what
+ * each container runs, its Registry object's name turned into a host. None where
+ * sbomscanner does not serve the kind or the controller may not read it.
+ */
+async function scannedContainers(
+  api: CustomObjectsApi,
+  namespace: string,
+): Promise<Map<string, NonNullable<WorkloadFacts["scanned"]>>> {
+  const out = new Map<string, NonNullable<WorkloadFacts["scanned"]>>();
+  const list = (await api
+    .listNamespacedCustomObject({
+      group: REPORT_GROUP,
+      version: "v1alpha1",
+      namespace,
+      plural: "workloadscanreports",
+    })
+    .catch(() => undefined)) as { items: ScanReportObject[] } | undefined;
+  if (!list?.items.length) return out;
+  const registries = (await api
+    .listNamespacedCustomObject({
+      group: SCANNER_GROUP,
+      version: SCANNER_VERSION,
+      namespace,
+      plural: SCANNER_REGISTRY_PLURAL,
+    })
+    .catch(() => ({ items: [] }))) as {
+    items: Array<{ metadata: { name: string }; spec?: { uri?: string } }>;
+  };
+  const hosts = new Map(
+    registries.items.filter((r) => r.spec?.uri).map((r) => [r.metadata.name, normaliseHost(r.spec!.uri!)]),
+  );
+  for (const r of list.items) {
+    const owner = r.metadata?.ownerReferences?.find((o) => o.controller) ?? r.metadata?.ownerReferences?.[0];
+    if (!owner?.kind || !owner.name) continue;
+    const containers: NonNullable<WorkloadFacts["scanned"]> = {};
+    for (const c of r.spec?.containers ?? []) {
+      const i = c.imageRef;
+      if (!c.name || !i?.repository || !i.tag) continue;
+      const host = i.registry ? hosts.get(i.registry) : undefined;
+      containers[c.name] = { ...(host ? { registry: host } : {}), repository: i.repository, tag: i.tag };
+    }
+    out.set(`${owner.kind}/${owner.name}`, containers);
+  }
+  return out;
+}
+
 export function workloadReader(kc: KubeConfig) {
+  const custom = kc.makeApiClient(CustomObjectsApi);
   const apps = kc.makeApiClient(AppsV1Api);
   const batch = kc.makeApiClient(BatchV1Api);
   const core = kc.makeApiClient(CoreV1Api);
@@ -134,6 +195,7 @@ export function workloadReader(kc: KubeConfig) {
     if (!all) return undefined;
     const [deps, sets, daemons, crons, pods] = all;
     const probes = o.progress ? await unhealthy(namespace) : new Map<string, string>();
+    const scanned = await scannedContainers(custom, namespace);
     const of = (
       kind: WorkloadKind,
       obj: Meta,
@@ -158,6 +220,9 @@ export function workloadReader(kc: KubeConfig) {
         ...(obj.metadata?.labels ? { labels: obj.metadata.labels } : {}),
         ...(obj.metadata?.annotations ? { annotations: obj.metadata.annotations } : {}),
         containers: containers(spec),
+        ...(scanned.has(`${kind}/${obj.metadata?.name}`)
+          ? { scanned: scanned.get(`${kind}/${obj.metadata?.name}`) }
+          : {}),
         ...(o.progress && progress ? { progress } : {}),
         ...(unready.length ? { unready } : {}),
       };

@@ -88,3 +88,28 @@ test("workloads: the policy's kinds and labels select", () => {
     ],
   );
 });
+
+test("workloads: sbomscanner's WorkloadScanReport maps a container named another way (a mirror's host) to the source", () => {
+  const got = matchWorkloads(source, "team", [
+    w({
+      name: "via-mirror",
+      containers: [{ name: "app", image: "mirror.local/team/web:1.0" }],
+      scanned: { app: { registry: "registry.example", repository: "team/web", tag: "1.0" } },
+    }),
+    w({
+      name: "registry-unknown",
+      containers: [{ name: "app", image: "mirror.local/team/web:1.0" }],
+      scanned: { app: { repository: "team/web", tag: "1.0" } },
+    }),
+    w({
+      name: "other-registry",
+      containers: [{ name: "app", image: "mirror.local/team/web:1.0" }],
+      scanned: { app: { registry: "elsewhere.example", repository: "team/web", tag: "1.0" } },
+    }),
+    w({ name: "not-scanned", containers: [{ name: "app", image: "mirror.local/team/web:1.0" }] }),
+  ]);
+  assert.deepEqual(
+    got.map((m) => `${m.name} ${m.state}`),
+    ["registry-unknown Planned", "via-mirror Planned"],
+  );
+});

@@ -20,6 +20,12 @@ export interface WorkloadFacts {
   imageIDs?: Record<string, string[]>;
   /** A Pod only: whether something owns it (then its owner is the workload). */
   owned?: boolean;
+  /**
+   * What sbomscanner's WorkloadScanReport of this workload says each container runs
+   * (registry host when its Registry object is known, repository, tag): an image the
+   * workload names another way (a mirror's host) is still found.
+   */
+  scanned?: Record<string, { registry?: string; repository: string; tag: string }>;
   /** How far the workload's own rollout is (read while one of ours runs; none for a CronJob or Pod). */
   progress?: WorkloadProgress;
   /** Its Pods that are not ready: the images they run and why (container state, probe, condition). */
@@ -138,6 +144,19 @@ function runsImage(container: { image: string }, imageIDs: string[], source: Ima
   return !!ref.tag && ref.tag === source.tag;
 }
 
+/** sbomscanner mapped this container to the source's repository and tag (and registry, when known). */
+function scannedAs(
+  s: { registry?: string; repository: string; tag: string } | undefined,
+  source: ImageRef,
+): boolean {
+  if (!s || !source.tag) return false;
+  return (
+    s.repository === source.repository &&
+    s.tag === source.tag &&
+    (!s.registry || s.registry === source.registry)
+  );
+}
+
 /**
  * The containers of `namespace`'s workloads that run `source`, each Planned or Skipped with
  * why. Workloads of other namespaces are never looked at: a PatchJob acts in its own.
@@ -153,7 +172,8 @@ export function matchWorkloads(
   for (const w of workloads) {
     if (w.namespace !== namespace || (w.kind === "Pod" && w.owned)) continue;
     for (const c of w.containers) {
-      if (!runsImage(c, w.imageIDs?.[c.name] ?? [], source)) continue;
+      if (!runsImage(c, w.imageIDs?.[c.name] ?? [], source) && !scannedAs(w.scanned?.[c.name], source))
+        continue;
       const base = { kind: w.kind, namespace: w.namespace, name: w.name, container: c.name, from: c.image };
       const skip = skipReason(w, kinds, selection) ?? rolledBackBefore(w, c.image);
       out.push(

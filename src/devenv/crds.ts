@@ -8,7 +8,8 @@ import { REPO_ROOT } from "./tools.ts";
 
 /**
  * sbomscanner's VulnerabilityReport test CRD (a real install serves the kind from its own
- * API server), and a minimal Registry CRD of our own (tenants' credentials).
+ * API server), a minimal Registry CRD of our own (tenants' credentials), its ScanJob, and
+ * a stand-in for its WorkloadScanReport (which workload containers run which image).
  */
 export function sbomscannerCRDs() {
   const dir = join(REPO_ROOT, "src", "devenv", "sbomscanner");
@@ -16,6 +17,7 @@ export function sbomscannerCRDs() {
     ...loadCRDFile(join(dir, "storage.sbomscanner.kubewarden.io_vulnerabilityreports.yaml")),
     ...loadCRDFile(join(dir, "registries.sbomscanner.kubewarden.io.yaml")),
     ...loadCRDFile(join(dir, "scanjobs.sbomscanner.kubewarden.io.yaml")),
+    ...loadCRDFile(join(dir, "workloadscanreports.storage.sbomscanner.kubewarden.io.yaml")),
   ];
 }
 

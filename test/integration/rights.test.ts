@@ -7,6 +7,7 @@ import {
   AppsV1Api,
   BatchV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   type KubeConfig,
   PatchStrategy,
   setHeaderOptions,
@@ -237,6 +238,14 @@ test("rights - rollout: the controller's token patches workloads only in the nam
       apps.deleteNamespacedDeployment({ namespace: TENANT, name: "web" }),
     ),
     "list Deployments (the plan)": await code(apps.listNamespacedDeployment({ namespace: OTHER })),
+    "list sbomscanner's WorkloadScanReports (the plan)": await code(
+      controller.makeApiClient(CustomObjectsApi).listNamespacedCustomObject({
+        group: "storage.sbomscanner.kubewarden.io",
+        version: "v1alpha1",
+        namespace: OTHER,
+        plural: "workloadscanreports",
+      }),
+    ),
   };
   assert.deepEqual(results, {
     "patch a Deployment in the tenant namespace": 200,
@@ -245,6 +254,7 @@ test("rights - rollout: the controller's token patches workloads only in the nam
     "create a Deployment in the tenant namespace": 403,
     "delete a Deployment in the tenant namespace": 403,
     "list Deployments (the plan)": 200,
+    "list sbomscanner's WorkloadScanReports (the plan)": 200,
   });
   reportFault(t, {
     fault: "rollout-outside-named-namespaces",

@@ -90,12 +90,61 @@ test("rollout - DryRun: the workloads running the source image, Planned or Skipp
     body: deployment("unrelated", `${im.registryURI}/other/app:1`),
   });
   await apps.createNamespacedDeployment({ namespace: OTHER, body: deployment("web", image) });
+  // Pulled through a mirror's host name: only sbomscanner's WorkloadScanReport says it is
+  // the report's image (its Registry object "origin" is the report's registry).
+  const aliased = await apps.createNamespacedDeployment({
+    namespace: NS,
+    body: deployment("aliased", `mirror.invalid/${im.repository}:${im.tag}`),
+  });
+  await api.createNamespacedCustomObject({
+    group: "sbomscanner.kubewarden.io",
+    version: "v1alpha1",
+    plural: "registries",
+    namespace: NS,
+    body: {
+      apiVersion: "sbomscanner.kubewarden.io/v1alpha1",
+      kind: "Registry",
+      metadata: { name: "origin" },
+      spec: { uri: im.registryURI },
+    },
+  });
+  await api.createNamespacedCustomObject({
+    group: "storage.sbomscanner.kubewarden.io",
+    version: "v1alpha1",
+    plural: "workloadscanreports",
+    namespace: NS,
+    body: {
+      apiVersion: "storage.sbomscanner.kubewarden.io/v1alpha1",
+      kind: "WorkloadScanReport",
+      metadata: {
+        name: "aliased",
+        ownerReferences: [
+          {
+            apiVersion: "apps/v1",
+            kind: "Deployment",
+            name: "aliased",
+            uid: aliased.metadata!.uid!,
+            controller: true,
+          },
+        ],
+      },
+      spec: {
+        containers: [
+          {
+            name: "app",
+            imageRef: { registry: "origin", namespace: NS, repository: im.repository, tag: im.tag },
+          },
+        ],
+      },
+    },
+  });
+  // A spec change moves a Deployment's generation; its status (its controller's) does not.
   const versions = async () =>
     Object.fromEntries(
       [
         ...(await apps.listNamespacedDeployment({ namespace: NS })).items,
         ...(await apps.listNamespacedDeployment({ namespace: OTHER })).items,
-      ].map((d) => [`${d.metadata!.namespace}/${d.metadata!.name}`, d.metadata!.resourceVersion]),
+      ].map((d) => [`${d.metadata!.namespace}/${d.metadata!.name}`, d.metadata!.generation]),
     );
   await reportsApi(kc).create(report);
   const queued = await waitFor("the PatchJob Queued", async () => {
@@ -119,6 +168,7 @@ test("rollout - DryRun: the workloads running the source image, Planned or Skipp
   assert.deepEqual(
     pj.status!.rollout!.workloads.map((w) => [`${w.namespace}/${w.kind}/${w.name}`, w.state, w.reason ?? ""]),
     [
+      [`${NS}/Deployment/aliased`, "Planned", ""],
       [`${NS}/Deployment/argo`, "Skipped", "GitOpsManaged"],
       [`${NS}/Deployment/pinned`, "Skipped", "OptedOut"],
       [`${NS}/Deployment/web`, "Planned", ""],
