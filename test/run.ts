@@ -5,11 +5,10 @@
 //   integration  test/integration/**: the real components, one shared environment (etcd,
 //                kube-apiserver, kube-controller-manager, registry, BuildKit) for every
 //                file, each file in its own namespace, image repository and NATS server.
-//   faults       test/faults/**, test/scale/** and test/multiarch/**: each file its own
-//                environment (faults break components on purpose; the scale tests load
-//                theirs; the multi-arch patch runs arm64 under QEMU), two at once.
-//   slow         test/slow/**: a real node, the demos, the multi-arch environment's set-up and
-//                undoing: what is one per machine, one at a time.
+//   faults       test/faults/** and test/scale/**: each file its own environment (faults break
+//                components on purpose; the scale tests load theirs), two at once.
+//   slow         test/slow/**: a real node, QEMU, the demos: what is one per machine (or
+//                would be slowed by another beside it), one at a time.
 //
 // Each file runs in its own `node --test` process, longest first (times from the last
 // run), with a few at once; its output is printed when it ends, with its time, and the
@@ -35,7 +34,7 @@ const CPUS = availableParallelism();
 const LANES: Lane[] = [
   { name: "unit", dirs: ["src"], concurrency: Math.max(2, CPUS) },
   { name: "integration", dirs: ["test/integration"], concurrency: 3, shared: true },
-  { name: "faults", dirs: ["test/faults", "test/scale", "test/multiarch"], concurrency: 2 },
+  { name: "faults", dirs: ["test/faults", "test/scale"], concurrency: 2 },
   { name: "slow", dirs: ["test/slow"], concurrency: 1 },
 ];
 

@@ -748,7 +748,8 @@ function ignoreConflict(err: unknown): void {
 }
 
 /**
- * Before the node's processes stop: no more Pods (Deployments, ReplicaSets and Jobs deleted,
+ * Before the node's processes stop: no more Pods (Deployments, StatefulSets, DaemonSets,
+ * CronJobs, ReplicaSets and Jobs deleted,
  * every Pod deleted with grace 0, again until none is left) and no container process,
  * while the kubelet still runs, so it tears down sandboxes, mounts and network
  * namespaces itself. What is left after `timeoutMs` is killed by undoNodeHost.
@@ -766,6 +767,31 @@ export async function drainNode(kc: KubeConfig, timeoutMs = 30_000): Promise<voi
         name: d.metadata!.name!,
         propagationPolicy: "Orphan",
       })
+      .catch(() => {});
+  // StatefulSets and DaemonSets too (the chart's BuildKit is one): left, each Pod deleted
+  // below comes back, and the drain ran into its time limit on every stop.
+  const stateful = await apps.listStatefulSetForAllNamespaces().catch(() => undefined);
+  for (const x of stateful?.items ?? [])
+    await apps
+      .deleteNamespacedStatefulSet({
+        namespace: x.metadata!.namespace!,
+        name: x.metadata!.name!,
+        propagationPolicy: "Orphan",
+      })
+      .catch(() => {});
+  const daemons = await apps.listDaemonSetForAllNamespaces().catch(() => undefined);
+  for (const x of daemons?.items ?? [])
+    await apps
+      .deleteNamespacedDaemonSet({
+        namespace: x.metadata!.namespace!,
+        name: x.metadata!.name!,
+        propagationPolicy: "Orphan",
+      })
+      .catch(() => {});
+  const crons = await batch.listCronJobForAllNamespaces().catch(() => undefined);
+  for (const x of crons?.items ?? [])
+    await batch
+      .deleteNamespacedCronJob({ namespace: x.metadata!.namespace!, name: x.metadata!.name! })
       .catch(() => {});
   const sets = await apps.listReplicaSetForAllNamespaces().catch(() => undefined);
   for (const r of sets?.items ?? [])
