@@ -2,7 +2,7 @@
 // vuln-patcher: one CLI, one subcommand per job. Every failure ends in one clear line
 // on stderr and a non-zero exit (2 for bad input, 1 for everything else).
 
-import { errorMessage, UsageError } from "../util/index.ts";
+import { errorMessage, nodeTooOld, UsageError } from "../util/index.ts";
 
 type Command = { summary: string; run: (argv: string[]) => Promise<number> };
 
@@ -59,6 +59,9 @@ export function usage(): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // Before any command's modules load: on an old Node they fail with a stack trace.
+  const old = nodeTooOld();
+  if (old) throw new Error(old);
   const [name, ...rest] = argv;
   if (!name || name === "--help" || name === "-h" || name === "help") {
     process.stdout.write(usage() + "\n");

@@ -4,3 +4,4 @@ export { errorMessage, UsageError } from "./errors.ts";
 export { parseListen, type Route, type RunningServer, startHttpServer } from "./http.ts";
 export { type Logger, newLogger, silentLogger } from "./log.ts";
 export { cacheDir, cachedTool, findTool } from "./tools.ts";
+export { MIN_NODE, nodeTooOld } from "./node-version.ts";

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { goBinary, REPO_ROOT, type Env } from "../../src/devenv/index.ts";
 import { ownImage, testEnv } from "../support/shared.ts";
@@ -180,3 +181,27 @@ for (const [what, args, code, re] of failures) {
     assert.match(lines[0]!, re);
   });
 }
+
+test("CLI - started on the system's older Node.js: exit 1 with one line that says so, no stack trace", async (t) => {
+  // The machine's own Node (20 here); npm's Node 24 runs everything else.
+  const system = ["/usr/bin/node", "/usr/local/bin/node"].find((p) => existsSync(p));
+  const version = system ? (await run(system, ["--version"])).stdout.trim() : "";
+  if (!system || Number(version.slice(1).split(".")[0]) >= 22) {
+    t.skip(`no Node.js older than 22 on this machine (${system ?? "none"} ${version})`);
+    return;
+  }
+  const r = await run(system, [join(REPO_ROOT, "dist", "src", "cli", "main.js"), "worker"], {
+    cwd: REPO_ROOT,
+  }).then(
+    () => ({ code: 0, stderr: "" }),
+    (e: { code?: number; stderr?: string }) => ({ code: e.code ?? -1, stderr: e.stderr ?? "" }),
+  );
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `^vuln-patcher: Node\\.js ${version.slice(1).replace(/\./g, "\\.")} is too old: vuln-patcher needs 22\\.19\\.0 or newer`,
+    ),
+  );
+});
