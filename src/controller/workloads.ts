@@ -195,7 +195,9 @@ export function workloadReader(kc: KubeConfig) {
     if (!all) return undefined;
     const [deps, sets, daemons, crons, pods] = all;
     const probes = o.progress ? await unhealthy(namespace) : new Map<string, string>();
-    const scanned = await scannedContainers(custom, namespace);
+    // Which containers run the image matters for the plan only: a progress poll (every
+    // ROLLOUT_POLL_MS while a workload changes) does not read sbomscanner's map again.
+    const scanned = o.progress ? new Map() : await scannedContainers(custom, namespace);
     const of = (
       kind: WorkloadKind,
       obj: Meta,

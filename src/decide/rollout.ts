@@ -88,11 +88,16 @@ export function rolloutPending(pj: PatchJob | undefined, rollout: RolloutSpec | 
   return mode === "Auto" && r.workloads.some((w) => ACTIVE.has(w.state) || w.state === WorkloadState.Planned);
 }
 
-/** Whether a pass needs the workloads' progress and Pods (one of them is changing). */
+/**
+ * Whether a pass needs the workloads' progress and Pods (this generation's Auto plan has
+ * workloads left to change); false when a plan is to be made.
+ */
 export function rolloutInFlight(pj: PatchJob | undefined): boolean {
+  const r = pj?.status?.rollout;
   return (
-    pj?.status?.rollout?.mode === "Auto" &&
-    pj.status.rollout.workloads.some((w) => ACTIVE.has(w.state) || w.state === WorkloadState.Planned)
+    r?.mode === "Auto" &&
+    r.observedGeneration === (pj!.metadata.generation ?? 1) &&
+    r.workloads.some((w) => ACTIVE.has(w.state) || w.state === WorkloadState.Planned)
   );
 }
 

@@ -758,59 +758,43 @@ export async function drainNode(kc: KubeConfig, timeoutMs = 30_000): Promise<voi
   const core = kc.makeApiClient(CoreV1Api);
   const apps = kc.makeApiClient(AppsV1Api);
   const batch = kc.makeApiClient(BatchV1Api);
-  // Deployments and their ReplicaSets first, or new Pods replace the ones we delete.
-  const deps = await apps.listDeploymentForAllNamespaces().catch(() => undefined);
-  for (const d of deps?.items ?? [])
-    await apps
-      .deleteNamespacedDeployment({
-        namespace: d.metadata!.namespace!,
-        name: d.metadata!.name!,
-        propagationPolicy: "Orphan",
-      })
-      .catch(() => {});
-  // StatefulSets and DaemonSets too (the chart's BuildKit is one): left, each Pod deleted
-  // below comes back, and the drain ran into its time limit on every stop.
-  const stateful = await apps.listStatefulSetForAllNamespaces().catch(() => undefined);
-  for (const x of stateful?.items ?? [])
-    await apps
-      .deleteNamespacedStatefulSet({
-        namespace: x.metadata!.namespace!,
-        name: x.metadata!.name!,
-        propagationPolicy: "Orphan",
-      })
-      .catch(() => {});
-  const daemons = await apps.listDaemonSetForAllNamespaces().catch(() => undefined);
-  for (const x of daemons?.items ?? [])
-    await apps
-      .deleteNamespacedDaemonSet({
-        namespace: x.metadata!.namespace!,
-        name: x.metadata!.name!,
-        propagationPolicy: "Orphan",
-      })
-      .catch(() => {});
-  const crons = await batch.listCronJobForAllNamespaces().catch(() => undefined);
-  for (const x of crons?.items ?? [])
-    await batch
-      .deleteNamespacedCronJob({ namespace: x.metadata!.namespace!, name: x.metadata!.name! })
-      .catch(() => {});
-  const sets = await apps.listReplicaSetForAllNamespaces().catch(() => undefined);
-  for (const r of sets?.items ?? [])
-    await apps
-      .deleteNamespacedReplicaSet({
-        namespace: r.metadata!.namespace!,
-        name: r.metadata!.name!,
-        propagationPolicy: "Orphan",
-      })
-      .catch(() => {});
-  const jobs = await batch.listJobForAllNamespaces().catch(() => undefined);
-  for (const j of jobs?.items ?? [])
-    await batch
-      .deleteNamespacedJob({
-        namespace: j.metadata!.namespace!,
-        name: j.metadata!.name!,
-        propagationPolicy: "Background",
-      })
-      .catch(() => {});
+  type Named = { metadata?: { namespace?: string; name?: string } };
+  /** Every object a list returns, deleted one by one; a failure to list or delete is not this drain's business. */
+  const deleteAll = async <T extends Named>(
+    list: () => Promise<{ items: T[] }>,
+    del: (ns: string, name: string) => Promise<unknown>,
+  ) => {
+    const got = await list().catch(() => undefined);
+    for (const o of got?.items ?? []) await del(o.metadata!.namespace!, o.metadata!.name!).catch(() => {});
+  };
+  const orphan = { propagationPolicy: "Orphan" };
+  // Every owner of Pods first (Deployments and their ReplicaSets, StatefulSets such as the
+  // chart's BuildKit, DaemonSets, CronJobs and Jobs), or new Pods replace the ones deleted
+  // below and the drain runs into its time limit.
+  await deleteAll(
+    () => apps.listDeploymentForAllNamespaces(),
+    (namespace, name) => apps.deleteNamespacedDeployment({ namespace, name, ...orphan }),
+  );
+  await deleteAll(
+    () => apps.listStatefulSetForAllNamespaces(),
+    (namespace, name) => apps.deleteNamespacedStatefulSet({ namespace, name, ...orphan }),
+  );
+  await deleteAll(
+    () => apps.listDaemonSetForAllNamespaces(),
+    (namespace, name) => apps.deleteNamespacedDaemonSet({ namespace, name, ...orphan }),
+  );
+  await deleteAll(
+    () => batch.listCronJobForAllNamespaces(),
+    (namespace, name) => batch.deleteNamespacedCronJob({ namespace, name }),
+  );
+  await deleteAll(
+    () => apps.listReplicaSetForAllNamespaces(),
+    (namespace, name) => apps.deleteNamespacedReplicaSet({ namespace, name, ...orphan }),
+  );
+  await deleteAll(
+    () => batch.listJobForAllNamespaces(),
+    (namespace, name) => batch.deleteNamespacedJob({ namespace, name, propagationPolicy: "Background" }),
+  );
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const left = await core.listPodForAllNamespaces().catch(() => undefined);
