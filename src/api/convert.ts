@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import { detectOS, type OSInfo } from "./os.ts";
 import { compareVersions, isValidVersion } from "./version.ts";
 import { parsePlatform, type VulnerabilityReport } from "./report.ts";
+import type { LibraryFact } from "./library.ts";
 
 /** The PatchJob CRD's limits on a package update (longer values could not be stored). */
 const MAX_VERSION_LENGTH = 128;
@@ -53,58 +54,29 @@ export interface Counts {
   binary: number;
 }
 
-/**
- * A finding in a language package (npm, PyPI, Go, .NET...) or a binary: not patched by
- * vuln-patcher (copa patches OS packages here; its library patching is experimental),
- * listed in the PatchJob's status with why, so nothing is silently left out.
- */
-export interface LibraryFinding {
-  cve: string;
-  /** The report's result type: node-pkg, python-pkg, gobinary, jar, ... */
-  type: string;
-  packageName: string;
-  installedVersion: string;
-  fixedVersion?: string;
-  path?: string;
-  reason: "LibraryNotPatched" | "NoFixPublished";
-  message: string;
-}
-
-/** At most this many library findings are listed (the CRD's limit); the count says how many there were. */
+/** At most this many library findings are kept per report (the CRD's limit on status.libraries). */
 export const MAX_LIBRARY_FINDINGS = 200;
 
-export function libraryFindings(report: VulnerabilityReport): LibraryFinding[] {
-  const out: LibraryFinding[] = [];
+/** The report's findings in language packages and binaries (npm, PyPI, Go, .NET, ...). */
+export function libraryFindings(report: VulnerabilityReport): LibraryFact[] {
+  const out: LibraryFact[] = [];
   for (const r of report.report.results ?? []) {
     if (r.class === "os-pkgs") continue;
     for (const v of r.vulnerabilities ?? []) {
       if (v.suppressed || !v.packageName || !v.installedVersion) continue;
-      const fixed = (v.fixedVersions ?? [])
+      const fixedVersions = (v.fixedVersions ?? [])
         .flatMap((f) => f.split(","))
-        .map((f) => f.trim())
-        .find(Boolean);
-      const type = (r.type ?? r.class ?? "unknown").slice(0, 32);
-      const base = {
+        .map((f) => f.trim().slice(0, 128))
+        .filter(Boolean)
+        .slice(0, 16);
+      out.push({
         cve: v.cve.slice(0, 64),
-        type,
+        type: (r.type ?? r.class ?? "unknown").slice(0, 32),
         packageName: v.packageName.slice(0, 253),
         installedVersion: v.installedVersion.slice(0, 128),
+        fixedVersions,
         ...(v.packagePath ? { path: v.packagePath.slice(0, 512) } : {}),
-      };
-      out.push(
-        fixed
-          ? {
-              ...base,
-              fixedVersion: fixed.slice(0, 128),
-              reason: "LibraryNotPatched",
-              message: `a ${type} package: vuln-patcher patches OS packages; update ${v.packageName} to ${fixed} in the image's build`,
-            }
-          : {
-              ...base,
-              reason: "NoFixPublished",
-              message: `no fixed version of ${v.packageName} is published yet`,
-            },
-      );
+      });
     }
   }
   return out

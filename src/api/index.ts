@@ -13,9 +13,27 @@ export {
   type UpdateManifest,
   type UpdatePackage,
   libraryFindings,
-  type LibraryFinding,
   MAX_LIBRARY_FINDINGS,
 } from "./convert.ts";
+export {
+  compareLibraryVersions,
+  DEFAULT_LIBRARY_PATCH_LEVEL,
+  DEFAULT_PACKAGE_TYPES,
+  isLibraryType,
+  isLibraryVersion,
+  isSafeLibraryPath,
+  type LibraryFact,
+  type LibraryFinding,
+  type LibraryPlan,
+  LibraryReason,
+  type LibrarySettings,
+  LibraryType,
+  type LibraryUpdate,
+  type PackageType,
+  type PatchLevel,
+  planLibraries,
+  versionJump,
+} from "./library.ts";
 export {
   type CRDObject,
   loadCRDFile,

@@ -3,7 +3,7 @@
 // status.ts.
 import type { ObjectMeta } from "./report.ts";
 import type { Severity } from "./patchpolicy.ts";
-import type { LibraryFinding } from "./convert.ts";
+import type { LibraryFinding, LibraryUpdate } from "./library.ts";
 
 export const GROUP = "vulnpatcher.io";
 export const VERSION = "v1alpha1";
@@ -210,6 +210,8 @@ export interface PatchJobSpec {
   os?: { type: string; version: string };
   findingsHash?: string;
   updates?: PackageUpdate[];
+  /** Python and Node.js packages copa updates too (a policy's packageTypes includes library). */
+  libraryUpdates?: LibraryUpdate[];
   /** Multi-arch (image.platform "all"): the platforms to patch together. */
   platforms?: PlatformPatch[];
   target?: { reference?: string; tagSuffix?: string };
@@ -261,7 +263,7 @@ export interface PatchJobStatus {
   fixedCVEsTruncated?: boolean;
   /** A dry run (phase Planned): the updates that would be made, with the CVEs each fixes. */
   plannedUpdates?: PackageUpdate[];
-  /** Findings in language packages and binaries (npm, PyPI, Go, ...): not patched, each with why. */
+  /** Findings in language packages and binaries (npm, PyPI, Go, ...): each with what happens to it and why. */
   libraries?: LibraryFinding[];
   /** sbomscanner's own scan of the patched image, against the CVEs marked fixed (docs/signing.md). */
   verification?: ScanVerification;

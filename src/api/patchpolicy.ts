@@ -3,6 +3,7 @@
 // (matching, choosing, targets, windows, schedules) is in src/decide/policy.ts.
 import type { ObjectMeta } from "./report.ts";
 import type { Condition, RolloutSettings } from "./patchjob.ts";
+import type { PackageType, PatchLevel } from "./library.ts";
 
 export const POLICY_PLURAL = "patchpolicies";
 export const POLICY_KIND = "PatchPolicy";
@@ -38,6 +39,10 @@ export interface PatchPolicySpec {
   limits?: { maxInFlight?: number; window?: { start: string; end: string; timeZone?: string } };
   /** dockerconfigjson Secret in the policy's namespace: its PatchJobs' registry credentials (same namespace only). */
   credentialsSecret?: string;
+  /** What its PatchJobs patch: OS packages, libraries (Python, Node.js), or both. @default ["os"] */
+  packageTypes?: PackageType[];
+  /** The highest version jump of a library update. @default "patch" */
+  libraryPatchLevel?: PatchLevel;
   /** End an image whose OS release is past its end of life (src/api/eol.ts) at once, EndOfLife, without a patch attempt. */
   skipEndOfLife?: boolean;
   /** After a patch: ask sbomscanner to scan the patched image now (one ScanJob per patch), not on its schedule. */

@@ -10,6 +10,7 @@ import {
   type Gate,
   msUntilWindow,
   type PolicySubject,
+  policyLibraries,
   policyTarget,
   type PolicyVerdict,
   type ReportFacts,
@@ -83,6 +84,7 @@ export class PolicySet {
         namespace: policy.namespace,
         ...(policy.mode === Mode.DryRun ? { dryRun: true } : {}),
         ...(target ? { target } : {}),
+        ...(policy.policy ? { libraries: policyLibraries(policy.policy.spec) } : {}),
       },
     };
   }

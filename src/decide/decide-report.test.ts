@@ -221,3 +221,68 @@ test("decide - policies: another policy or a DryRun switch patches again; a Patc
   assert.ok(target.action === "create");
   assert.deepEqual(target.spec.target, { reference: "r:5000/x/y:1-p" });
 });
+
+/** The Debian report with a Python package finding (and its Go binary finding). */
+function withPython(): VulnerabilityReport {
+  const raw = debianReport() as { report: { results: unknown[] } };
+  raw.report.results.push({
+    target: "Python",
+    class: "lang-pkgs",
+    type: "python-pkg",
+    vulnerabilities: [
+      {
+        cve: "CVE-2021-33503",
+        packageName: "urllib3",
+        purl: "pkg:pypi/urllib3@1.26.4",
+        installedVersion: "1.26.4",
+        fixedVersions: ["1.26.5"],
+        packagePath: "usr/local/lib/python3.11/dist-packages/urllib3-1.26.4.dist-info/METADATA",
+        severity: "HIGH",
+        suppressed: false,
+      },
+    ],
+  });
+  return parsed(raw);
+}
+
+const LIBRARY_POLICY = {
+  name: "libs",
+  namespace: "default",
+  libraries: { packageTypes: ["os", "library"] as const },
+};
+
+test("decide - libraries: patched only when the policy opts in; OS-only specs keep their hash", () => {
+  const osOnly = decide(withPython(), undefined);
+  const plain = decide(parsed(debianReport()), undefined);
+  assert.ok(osOnly.action === "create" && plain.action === "create");
+  assert.equal(osOnly.spec.libraryUpdates, undefined);
+  assert.equal(osOnly.spec.findingsHash, plain.spec.findingsHash);
+  const d = decide(withPython(), undefined, { policy: { ...LIBRARY_POLICY } });
+  assert.ok(d.action === "create");
+  assert.deepEqual(d.spec.libraryUpdates, [
+    {
+      type: "python-pkg",
+      name: "urllib3",
+      installedVersion: "1.26.4",
+      fixedVersion: "1.26.5",
+      path: "usr/local/lib/python3.11/dist-packages/urllib3-1.26.4.dist-info/METADATA",
+      vulnerabilityIDs: ["CVE-2021-33503"],
+    },
+  ]);
+  assert.notEqual(d.spec.findingsHash, plain.spec.findingsHash);
+  assert.equal(d.spec.updates?.length, plain.spec.updates?.length);
+  assert.deepEqual(d.before, { total: 7, fixable: 5 });
+  // An existing OS-only PatchJob is patched again once the policy opts in.
+  const again = decide(withPython(), existingFrom(osOnly), { policy: { ...LIBRARY_POLICY } });
+  assert.equal(again.action === "update" && again.why, "FindingsChanged");
+});
+
+test("decide - libraries alone: no OS updates in the spec (never an empty list, which means update all)", () => {
+  const d = decide(withPython(), undefined, {
+    policy: { ...LIBRARY_POLICY, libraries: { packageTypes: ["library"] } },
+  });
+  assert.ok(d.action === "create");
+  assert.equal(d.spec.updates, undefined);
+  assert.equal(d.spec.libraryUpdates?.length, 1);
+  assert.deepEqual(d.before, { total: 7, fixable: 1 });
+});

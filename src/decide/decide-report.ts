@@ -4,6 +4,10 @@ import {
   ConditionType,
   type Conversion,
   type LibraryFinding,
+  type LibraryPlan,
+  type LibrarySettings,
+  findingsHash,
+  planLibraries,
   DEFAULT_TAG_SUFFIX,
   DEFAULT_TIMEOUT,
   getCondition,
@@ -37,7 +41,7 @@ import {
 } from "./actions.ts";
 import type { TenancyVerdict } from "./tenancy.ts";
 import { INDEX_GROUP_LABEL, isIndexPatchJob, markGrouped, patchJobNameForIndex } from "./grouping.ts";
-import { describePlan, type PolicyVerdict } from "./policy.ts";
+import { describePlan, policyLibraries, type PolicyVerdict } from "./policy.ts";
 
 export interface DecideSettings {
   /** @default "-patched" */
@@ -46,12 +50,16 @@ export interface DecideSettings {
   timeout?: string;
   /** @default false */
   ignoreErrors?: boolean;
+  /** Patch the platforms of a multi-arch index together, as one index. @default true */
+  groupIndexes?: boolean;
   /** The PatchPolicy chosen for the report (none: the controller's settings alone). */
   policy?: {
     name: string;
     namespace: string;
     dryRun?: boolean;
     target?: { reference?: string; tagSuffix?: string };
+    /** Which package types it patches, and how far a library may move. */
+    libraries?: LibrarySettings;
   };
 }
 
@@ -96,10 +104,20 @@ export function specFromReport(
   report: Pick<ReportFacts, "metadata" | "imageMetadata">,
   conv: Conversion,
   settings: DecideSettings = {},
+  libraries: LibraryPlan["updates"] = [],
 ): ReportPatchSpec {
   const im = report.imageMetadata;
   const cves = new Map<string, string[]>();
   for (const f of conv.findings) cves.set(f.packageName, [...(cves.get(f.packageName) ?? []), f.cve]);
+  const os = patchesOS(settings);
+  const updates = os
+    ? conv.updates.map((u) => ({
+        name: u.name,
+        installedVersion: u.installedVersion,
+        fixedVersion: u.fixedVersion,
+        vulnerabilityIDs: [...new Set(cves.get(u.name) ?? [u.vulnerabilityID])].sort(),
+      }))
+    : [];
   return {
     image: {
       registryURI: im.registryURI,
@@ -117,13 +135,16 @@ export function specFromReport(
       ...(report.metadata.resourceVersion ? { resourceVersion: report.metadata.resourceVersion } : {}),
     },
     os: { type: conv.os.type, version: conv.os.version },
-    findingsHash: conv.findingsHash,
-    updates: conv.updates.map((u) => ({
-      name: u.name,
-      installedVersion: u.installedVersion,
-      fixedVersion: u.fixedVersion,
-      vulnerabilityIDs: [...new Set(cves.get(u.name) ?? [u.vulnerabilityID])].sort(),
-    })),
+    // OS updates alone hash as they always did (no PatchJob is patched again for this change).
+    findingsHash:
+      os && libraries.length === 0
+        ? conv.findingsHash
+        : findingsHash([
+            ...(os ? conv.updates : []),
+            ...libraries.map((l) => ({ ...l, name: `${l.type}:${l.path ?? ""}:${l.name}` })),
+          ]),
+    ...(os || libraries.length === 0 ? { updates } : {}),
+    ...(libraries.length ? { libraryUpdates: libraries } : {}),
     target: settings.policy?.target ?? { tagSuffix: settings.tagSuffix ?? DEFAULT_TAG_SUFFIX },
     options: { ignoreErrors: settings.ignoreErrors ?? false, timeout: settings.timeout ?? DEFAULT_TIMEOUT },
     ...(settings.policy
@@ -172,13 +193,14 @@ export function decideFacts(
       return { action: "invalid", name, reason: "InvalidReport", message: conv.message };
     return { action: "skip", reason: conv.reason, message: conv.message };
   }
-  if (conv.value.updates.length === 0) {
-    const message = `nothing fixable: ${conv.value.counts.total} vulnerabilities, none with a fixed OS package newer than installed`;
+  const libs = libraryPlanFor(report, settings);
+  if ((patchesOS(settings) ? conv.value.updates.length : 0) + libs.updates.length === 0) {
+    const message = `nothing fixable: ${conv.value.counts.total} vulnerabilities, none with a fixed ${settings.policy?.libraries?.packageTypes?.join(" or ") ?? "OS"} package newer than installed`;
     if (existing) return { action: "leave", name, reason: LeaveReason.Skipped, message };
     return { action: "skip", reason: SkipReason.NothingFixable, message };
   }
-  const before = { total: conv.value.counts.total, fixable: conv.value.counts.fixable };
-  const spec = specFromReport(report, conv.value, settings);
+  const before = fixableBefore(report, settings);
+  const spec = specFromReport(report, conv.value, settings, libs.updates);
   // Everything in the spec came from the report: check it against the CRD's own rules,
   // so hostile or oversized content is recorded as Invalid, not retried forever.
   const problems = specProblems(spec, schema);
@@ -216,9 +238,30 @@ export function decideFacts(
 }
 
 /** The controller's own settings for reports (a policy adds to them). */
-export interface ReportSettings extends Omit<DecideSettings, "policy"> {
-  /** Patch the platforms of a multi-arch index together, as one index. @default true */
-  groupIndexes?: boolean;
+export type ReportSettings = Omit<DecideSettings, "policy">;
+
+/** The policy patches OS packages (the default; packageTypes can leave them out). */
+function patchesOS(settings: DecideSettings): boolean {
+  return settings.policy?.libraries?.packageTypes?.includes("os") ?? true;
+}
+
+/** The report's library findings under the policy: the updates, and each finding with what happens to it. */
+export function libraryPlanFor(
+  report: Pick<ReportFacts, "libraries" | "imageMetadata">,
+  settings: DecideSettings,
+): LibraryPlan {
+  const index = (settings.groupIndexes ?? true) && !!report.imageMetadata.indexDigest;
+  return planLibraries(report.libraries, settings.policy?.libraries ?? {}, index);
+}
+
+/** The counts before a patch: the report's findings, and those a patch under the policy could fix. */
+function fixableBefore(report: ReportFacts, settings?: DecideSettings): VulnerabilityCounts["before"] {
+  if (!report.conversion.ok) return undefined;
+  const c = report.conversion.value.counts;
+  const libs = settings
+    ? libraryPlanFor(report, settings).findings.filter((f) => f.reason === "Planned").length
+    : 0;
+  return { total: c.total, fixable: (settings && !patchesOS(settings) ? 0 : c.fixable) + libs };
 }
 
 /** Everything the report reconciler knows when it decides; gathered from caches, no I/O here. */
@@ -421,8 +464,8 @@ function endOfLifeSkip(pj: PatchJob, i: ReportInput): Action | undefined {
 }
 
 /**
- * The report's language-package findings recorded with the status the action writes
- * (vuln-patcher patches OS packages: each listed with why, nothing silently left out).
+ * The report's language-package findings recorded with the status the action writes,
+ * each with what happens to it (Planned, or why not): nothing silently left out.
  */
 function withLibraries(a: Action, libraries: LibraryFinding[] | undefined): Action {
   if (!libraries?.length) return a;
@@ -431,17 +474,34 @@ function withLibraries(a: Action, libraries: LibraryFinding[] | undefined): Acti
   return a;
 }
 
-/** What a report's PatchJob needs next: a plan (dry run), its index, or the queue. */
-function advance(pj: PatchJob, i: ReportInput): Action {
-  return withLibraries(advanceOS(pj, i), i.report?.facts?.libraries);
+/** The settings the report's PatchJob was decided with (its policy's, also between scheduled runs). */
+function settingsOf(i: ReportInput): DecideSettings {
+  const v = i.policy;
+  if (v.kind === "patch") return { ...i.settings, policy: v.settings };
+  if (v.kind === "waiting" && v.policy.policy)
+    return {
+      ...i.settings,
+      policy: {
+        name: v.policy.name,
+        namespace: v.policy.namespace,
+        libraries: policyLibraries(v.policy.policy.spec),
+      },
+    };
+  return i.settings;
 }
 
-function advanceOS(pj: PatchJob, i: ReportInput): Action {
+/** What a report's PatchJob needs next: a plan (dry run), its index, or the queue. */
+function advance(pj: PatchJob, i: ReportInput): Action {
   const facts = i.report?.facts;
-  const before =
-    facts?.conversion.ok === true
-      ? { total: facts.conversion.value.counts.total, fixable: facts.conversion.value.counts.fixable }
-      : undefined;
+  const settings = settingsOf(i);
+  const before = facts ? fixableBefore(facts, settings) : undefined;
+  return withLibraries(
+    advanceOS(pj, i, before),
+    facts ? libraryPlanFor(facts, settings).findings : undefined,
+  );
+}
+
+function advanceOS(pj: PatchJob, i: ReportInput, before: VulnerabilityCounts["before"]): Action {
   if (pj.spec.dryRun) {
     const updates = pj.spec.updates ?? [];
     const message = `dry run (policy ${pj.spec.policyRef?.name ?? "?"}): ${describePlan(updates)}`;

@@ -4,7 +4,7 @@
 import {
   type ConversionResult,
   libraryFindings,
-  type LibraryFinding,
+  type LibraryFact,
   convertReport,
   type ImageMetadata,
   type ObjectMeta,
@@ -30,8 +30,8 @@ export interface ReportFacts {
   severity: { any?: Severity; fixable?: Severity };
   /** Unsuppressed findings per severity. */
   bySeverity: Partial<Record<Severity, number>>;
-  /** Findings in language packages and binaries: not patched, listed with why. */
-  libraries: LibraryFinding[];
+  /** Findings in language packages and binaries; a policy decides which are patched (src/api/library.ts). */
+  libraries: LibraryFact[];
 }
 
 export function reportFacts(report: VulnerabilityReport): ReportFacts {

@@ -66,6 +66,7 @@ export {
   compilePolicy,
   type CompileResult,
   describePlan,
+  policyLibraries,
   labelsMatch,
   msUntilWindow,
   type Pattern,

@@ -10,6 +10,7 @@ import {
   isValidTag,
   type LabelSelector,
   Mode,
+  type LibrarySettings,
   type PackageUpdate,
   type PatchPolicy,
   type PatchPolicySpec,
@@ -261,6 +262,16 @@ export function describePlan(updates: PackageUpdate[]): string {
   return `would update ${updates.length} packages (${list}${updates.length > 10 ? ", ..." : ""}), fixing ${cves.size} CVEs`;
 }
 
+/** A policy's library settings (packageTypes, libraryPatchLevel), as the decision takes them. */
+export function policyLibraries(
+  spec: Pick<PatchPolicySpec, "packageTypes" | "libraryPatchLevel">,
+): LibrarySettings {
+  return {
+    ...(spec.packageTypes?.length ? { packageTypes: spec.packageTypes } : {}),
+    ...(spec.libraryPatchLevel ? { patchLevel: spec.libraryPatchLevel } : {}),
+  };
+}
+
 /** What the report reconciler needs to know about the policy for one report. */
 export type PolicyVerdict =
   | { kind: "none" }
@@ -275,5 +286,6 @@ export type PolicyVerdict =
         namespace: string;
         dryRun?: boolean;
         target?: { reference?: string; tagSuffix?: string };
+        libraries?: LibrarySettings;
       };
     };

@@ -16,7 +16,7 @@ import { execFile } from "node:child_process";
 import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { chmod, copyFile, cp, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { promisify } from "node:util";
 import { cacheDir, goBinary, REPO_ROOT, systemBinary } from "./tools.ts";
 import { ensureDebianImage, pushLayout, sh } from "./images.ts";
@@ -33,7 +33,7 @@ export interface ClusterImages {
 }
 
 /** An OCI layout in the cache made from the Debian layout plus files, built once (keyed by `key`). */
-async function derivedLayout(
+export async function derivedLayout(
   name: string,
   key: string,
   from: { layout: string; tag: string } | undefined,
@@ -68,8 +68,8 @@ async function derivedLayout(
   return { layout, tag: "latest" };
 }
 
-/** Push the base images the Dockerfiles name, under the mirrors' paths. */
-export async function pushBaseImages(registry: string): Promise<void> {
+/** The Debian layout plus Node.js from the `node` npm package (node:24-bookworm-slim). */
+export async function nodeLayout(): Promise<{ layout: string; tag: string; nodeVersion: string }> {
   const debian = await ensureDebianImage();
   const nodeBin = realpathSync(join(REPO_ROOT, "node_modules", "node", "bin", "node"));
   const nodeVersion = JSON.parse(
@@ -85,6 +85,13 @@ export async function pushBaseImages(registry: string): Promise<void> {
     },
     ["--config.cmd", "node", "--config.env", `NODE_VERSION=${nodeVersion}`],
   );
+  return { ...node, nodeVersion };
+}
+
+/** Push the base images the Dockerfiles name, under the mirrors' paths. */
+export async function pushBaseImages(registry: string): Promise<void> {
+  const debian = await ensureDebianImage();
+  const node = await nodeLayout();
   const staticBase = await derivedLayout(
     "static-nonroot",
     "1",
@@ -162,7 +169,7 @@ function newestMtime(paths: string[]): number {
 }
 
 /** buildctl build of one Dockerfile of the repository; resolves the pushed digest. */
-async function buildDockerfile(o: {
+export async function buildDockerfile(o: {
   buildkitAddr: string;
   dockerfile: string;
   ref: string;
@@ -172,6 +179,8 @@ async function buildDockerfile(o: {
   metaDir: string;
   /** A BuildKit cache kept across environments (imported, then exported again). */
   cacheDir?: string;
+  /** buildctl's --output. @default push `ref` to its registry */
+  output?: string;
 }): Promise<string> {
   const meta = join(o.metaDir, `metadata-${Date.now()}.json`);
   const args = [
@@ -188,7 +197,7 @@ async function buildDockerfile(o: {
     "--opt",
     `filename=${o.dockerfile}`,
     "--output",
-    `type=image,name=${o.ref},push=true`,
+    o.output ?? `type=image,name=${o.ref},push=true`,
     "--metadata-file",
     meta,
   ];
@@ -201,7 +210,7 @@ async function buildDockerfile(o: {
     args.push("--opt", `context:${name}=local:${name}`, "--local", `${name}=${path}`);
   }
   // BuildKit's progress goes to a log beside the metadata (what was cached, what ran).
-  const log = join(o.metaDir, `${o.dockerfile}.log`);
+  const log = join(o.metaDir, `${basename(o.dockerfile)}.log`);
   try {
     const { stderr } = await run(goBinary("buildctl"), args, {
       timeout: 20 * 60_000,

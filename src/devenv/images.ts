@@ -169,10 +169,21 @@ export async function pushLayout(
   refs: string[],
   authfile?: string,
 ): Promise<string> {
+  return pushOCI(`oci:${layout}:${tag}`, join(layout, ".."), registry, refs, authfile);
+}
+
+/** Push an image from skopeo's `source` (an OCI layout or archive); the digest of the last push. */
+export async function pushOCI(
+  source: string,
+  scratchDir: string,
+  registry: string,
+  refs: string[],
+  authfile?: string,
+): Promise<string> {
   const skopeo = systemBinary("skopeo", "skopeo");
   let digest = "";
   for (const ref of refs) {
-    const digestFile = join(layout, `..`, `.digest-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    const digestFile = join(scratchDir, `.digest-${process.pid}-${Math.random().toString(36).slice(2)}`);
     await sh(skopeo, [
       "copy",
       "--quiet",
@@ -180,7 +191,7 @@ export async function pushLayout(
       ...(authfile ? ["--dest-authfile", authfile] : []),
       "--digestfile",
       digestFile,
-      `oci:${layout}:${tag}`,
+      source,
       `docker://${registry}/${ref}`,
     ]);
     digest = (await readFile(digestFile, "utf8")).trim();

@@ -11,6 +11,11 @@ export interface CopaOptions {
   buildkitAddr: string;
   /** Path of the native update manifest; absent = update every package (copa without -r). */
   manifestPath?: string;
+  /**
+   * The manifest is a Trivy report with library updates (copa's native format has no
+   * package paths): which package types copa updates from it. Needs COPA_EXPERIMENTAL=1.
+   */
+  libraries?: { pkgTypes: "library" | "os,library" };
   /** Path where copa writes its OpenVEX document (only with a manifest). */
   vexPath?: string;
   /** Go duration for copa's own --timeout. */
@@ -39,7 +44,20 @@ export function copaArgv(o: CopaOptions): string[] {
   if (!o.target.tag || o.target.digest) throw new Error("the patch target needs a tag and no digest");
   const target = formatImageRef(parseImageRef(formatImageRef(o.target)));
   const argv = ["patch", "--image", image, "--tag", target, "--addr", o.buildkitAddr, "--timeout", o.timeout];
-  if (o.manifestPath) argv.push("--report", o.manifestPath, "--scanner", "native");
+  if (o.manifestPath && o.libraries)
+    // The versions in the report are the ones chosen (src/api/library.ts): "major" lets
+    // copa take each as it stands (its own level rule would only agree or drop it).
+    argv.push(
+      "--report",
+      o.manifestPath,
+      "--scanner",
+      "trivy",
+      "--pkg-types",
+      o.libraries.pkgTypes,
+      "--library-patch-level",
+      "major",
+    );
+  else if (o.manifestPath) argv.push("--report", o.manifestPath, "--scanner", "native");
   if (o.manifestPath && o.vexPath) argv.push("--format", "openvex", "--output", o.vexPath);
   if (o.ignoreErrors) argv.push("--ignore-errors");
   if (o.push ?? true) argv.push("--push");

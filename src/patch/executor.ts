@@ -1,6 +1,7 @@
 // One interface for running copa, whatever runs it: a child process here (`local`),
 // a Kubernetes Job in a cluster (`kubernetes`).
 import type { UpdateManifest } from "../api/index.ts";
+import type { TrivyReport } from "./libraries.ts";
 import type { CopaRun } from "./outcome.ts";
 
 export interface CopaRequest {
@@ -8,8 +9,10 @@ export interface CopaRequest {
   id: string;
   /** copa's argv without the program name; the manifest and VEX paths are placeholders the executor fills. */
   args: (paths: { manifest?: string; vex?: string }) => string[];
-  /** The native manifest to hand copa; absent = update-all mode. */
-  manifest?: UpdateManifest;
+  /** The native manifest (or, with library updates, the Trivy report) to hand copa; absent = update-all mode. */
+  manifest?: UpdateManifest | TrivyReport;
+  /** Extra environment for copa (COPA_EXPERIMENTAL=1 for library updates); names and values checked by the executor. */
+  env?: Record<string, string>;
   /**
    * A multi-arch patch: one native manifest per platform (file name -> manifest), handed
    * to copa as a directory (its report-directory mode). The `manifest` path is then the

@@ -26,6 +26,7 @@ export {
   type PatchImageInput,
   type PatchImageResult,
   type ImageSigner,
+  type LibraryOutcome,
   type PatchedFacts,
   type Stage,
   updateAllVerification,
@@ -40,6 +41,15 @@ export {
   platformKey,
   type PlatformOutcome,
 } from "./patch-index.ts";
+export {
+  copaLibraryReason,
+  type LibraryPlanResult,
+  type LibraryVerification,
+  planLibraryUpdates,
+  type TrivyReport,
+  trivyReport,
+  verifyLibraryUpdates,
+} from "./libraries.ts";
 export { stagingTag } from "./staging.ts";
 export {
   type Attestation,

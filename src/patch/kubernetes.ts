@@ -73,6 +73,7 @@ export function buildJob(o: KubernetesExecutorOptions, req: CopaRequest, namespa
     mounts.push({ name: "manifest", mountPath: MANIFEST_DIR, readOnly: true } as (typeof mounts)[number]);
   }
   const env = [{ name: "HOME", value: "/tmp" }];
+  for (const [k, v] of Object.entries(req.env ?? {})) env.push({ name: k, value: v });
   // This run's own Secret (created with the Job, owned by it): the tenant's registry
   // credentials and the BuildKit client files.
   const runSecret = runSecretKeys(o, req);

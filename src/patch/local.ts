@@ -44,7 +44,7 @@ export function localExecutor(options: LocalExecutorOptions = {}): Executor {
             await writeFile(join(manifest, safeFileName(file)), JSON.stringify(m, null, 2));
         }
         // This run's credentials in a directory only this process can read, removed with it.
-        let env = opts.env;
+        let env = req.env ? { ...opts.env, ...req.env } : opts.env;
         if (req.dockerConfig !== undefined) {
           const docker = join(dir, "docker");
           await mkdir(docker, { mode: 0o700 });

@@ -4,6 +4,7 @@
 import {
   formatImageRef,
   type ImageRef,
+  type LibraryUpdate,
   type PackageUpdate,
   parsePlatform,
   PatchError,
@@ -12,10 +13,24 @@ import {
   type UpdateManifest,
   type VersionScheme,
 } from "../api/index.ts";
-import { type Descriptor, type PackageDB, readPackageDB, type RegistryClient } from "../registry/index.ts";
+import {
+  type Descriptor,
+  type PackageDB,
+  readLibraries,
+  readPackageDB,
+  type RegistryClient,
+} from "../registry/index.ts";
 import { copaArgv } from "./argv.ts";
 import type { Executor } from "./executor.ts";
+import {
+  copaLibraryReason,
+  type LibraryPlanResult,
+  planLibraryUpdates,
+  trivyReport,
+  verifyLibraryUpdates,
+} from "./libraries.ts";
 import { classifyCopaRun, type CopaVerdict } from "./outcome.ts";
+import type { TrivyReport } from "./libraries.ts";
 import { planUpdates, verifyUpdates, type Plan, type Verification } from "./plan.ts";
 import type { SignatureInfo } from "./sign.ts";
 import { stagingTag } from "./staging.ts";
@@ -82,6 +97,8 @@ export interface PatchImageInput extends EngineInput {
   platform?: string;
   /** Updates to make; undefined = update every package (copa without a report). */
   updates?: PackageUpdate[];
+  /** Python and Node.js package updates (with `updates`, which may then be empty). */
+  libraryUpdates?: LibraryUpdate[];
   /** Allow patching one platform of an index on its own (the target then holds only it). @default false */
   platformOfIndex?: boolean;
 }
@@ -90,6 +107,22 @@ interface Common {
   sourceDigest: string;
   before: PackageDB;
   plan?: Plan;
+  /** What became of the library updates (when there were any). */
+  libraries?: LibraryOutcome;
+}
+
+/** The library updates of a patch, each where it ended. */
+export interface LibraryOutcome {
+  fixed: Array<LibraryUpdate & { version: string }>;
+  /** Handed to copa, but below the fix in the patched image. */
+  notFixed: Array<LibraryUpdate & { version?: string }>;
+  /** copa could not update them (the OS packages were patched without them): its reason. */
+  notPatchable: LibraryUpdate[];
+  notPatchableReason?: string;
+  /** At or above the fix in the source image already. */
+  satisfied: LibraryUpdate[];
+  /** Not found in the image where the report said. */
+  absent: LibraryUpdate[];
 }
 
 export type PatchImageResult =
@@ -115,6 +148,7 @@ interface Source {
   digest: string;
   before: PackageDB;
   plan?: Plan;
+  libPlan?: LibraryPlanResult;
 }
 
 /** Resolve the source for the platform, read its package database, plan the updates. */
@@ -139,7 +173,55 @@ async function resolveAndPlan(input: PatchImageInput, platform: string): Promise
     "plan",
     `${plan.needed.length} updates needed, ${plan.satisfied.length} already satisfied, ${plan.absent.length} not installed`,
   );
-  return { manifest: src.manifest, digest: src.digest, before, plan };
+  const libs = input.libraryUpdates ?? [];
+  if (libs.length === 0) return { manifest: src.manifest, digest: src.digest, before, plan };
+  const libPlan = planLibraryUpdates(
+    libs,
+    await readLibraries(input.registry, input.source, src.manifest.layers, libs),
+  );
+  progress(
+    "plan",
+    `${libPlan.needed.length} library updates needed, ${libPlan.satisfied.length} already satisfied, ${libPlan.absent.length} not found`,
+  );
+  return { manifest: src.manifest, digest: src.digest, before, plan, libPlan };
+}
+
+/** The patched image's OS packages and libraries against the plan (libraries: those handed to copa). */
+async function verifyAgainstPlan(
+  input: PatchImageInput,
+  ref: ImageRef,
+  layers: Descriptor[],
+  src: Source,
+  libs: LibraryUpdate[],
+): Promise<{ v: Verification; libraries?: LibraryOutcome }> {
+  const after = await readPackageDB(input.registry, ref, layers);
+  const v = updateAllVerification(
+    verifyUpdates(src.plan?.needed ?? [], after, src.before, input.os?.type),
+    src.plan,
+  );
+  if (!src.libPlan) return { v };
+  const lv = verifyLibraryUpdates(libs, await readLibraries(input.registry, ref, layers, libs));
+  const asPackage = (u: LibraryUpdate) => ({
+    name: u.name,
+    installedVersion: u.installedVersion,
+    fixedVersion: u.fixedVersion,
+    ...(u.vulnerabilityIDs ? { vulnerabilityIDs: u.vulnerabilityIDs } : {}),
+  });
+  return {
+    v: {
+      ...v,
+      fixed: [...v.fixed, ...lv.fixed.map(asPackage)],
+      remaining: [...v.remaining, ...lv.remaining.map(asPackage)],
+      fixedCVEs: [...new Set([...v.fixedCVEs, ...lv.fixedCVEs])].sort(),
+    },
+    libraries: {
+      fixed: lv.fixed,
+      notFixed: lv.remaining,
+      notPatchable: src.libPlan.needed.filter((u) => !libs.includes(u)),
+      satisfied: src.libPlan.satisfied,
+      absent: src.libPlan.absent,
+    },
+  };
 }
 
 /** A redelivered request may find its own earlier push: adopt it rather than patch twice. */
@@ -150,8 +232,13 @@ async function adoptExisting(
 ): Promise<PatchImageResult | undefined> {
   const existing = await input.registry.manifestFor(input.target, platform).catch(() => undefined);
   if (!existing || !layersExtend(src.manifest.layers, existing.manifest.layers)) return undefined;
-  const after = await readPackageDB(input.registry, input.target, existing.manifest.layers);
-  const v = verifyUpdates(src.plan?.needed ?? [], after, src.before, input.os?.type);
+  const { v, libraries } = await verifyAgainstPlan(
+    input,
+    input.target,
+    existing.manifest.layers,
+    src,
+    src.libPlan?.needed ?? [],
+  );
   if (src.plan ? v.remaining.length > 0 : v.changed.length === 0) return undefined;
   input.onProgress?.(
     "adopt",
@@ -163,18 +250,28 @@ async function adoptExisting(
     sourceDigest: src.digest,
     before: src.before,
     plan: src.plan,
+    ...(libraries ? { libraries } : {}),
     patchedRef: formatImageRef(input.target),
     patchedDigest: existing.digest,
-    verification: updateAllVerification(v, src.plan),
+    verification: v,
   };
 }
 
-/** copa's native manifest for the plan (none in update-all mode). */
-function manifestFor(input: PatchImageInput, platform: string, src: Source): UpdateManifest | undefined {
+/**
+ * What copa is handed for the plan: its native manifest (none in update-all mode), or
+ * with library updates a Trivy report (the native format has no package paths).
+ */
+function manifestFor(
+  input: PatchImageInput,
+  platform: string,
+  src: Source,
+  libs: LibraryUpdate[],
+): UpdateManifest | TrivyReport | undefined {
   const arch = parsePlatform(platform);
   if (!src.plan) return undefined;
   if (!input.os || !arch)
     throw new PatchError(Reason.InvalidSpec, "the spec has updates but no OS type and version");
+  if (libs.length) return trivyReport(formatImageRef(input.source), input.os, arch, src.plan.needed, libs);
   return toUpdateManifest({
     os: { ...input.os, scheme: (src.before.format === "apk" ? "apk" : "dpkg") as VersionScheme },
     arch: arch.architecture,
@@ -193,7 +290,13 @@ async function verifyPushed(
   input: PatchImageInput,
   platform: string,
   src: Source,
-  run: { verdict: Exclude<CopaVerdict, { kind: "failed" }>; vex?: string; durationMs: number },
+  run: {
+    verdict: Exclude<CopaVerdict, { kind: "failed" }>;
+    vex?: string;
+    durationMs: number;
+    libs: LibraryUpdate[];
+    libFailure?: string;
+  },
 ): Promise<PatchImageResult> {
   input.onProgress?.("verify", `reading ${formatImageRef(input.target)} back from the registry`);
   const pushed = await input.registry.manifestFor(input.target, platform);
@@ -213,15 +316,17 @@ async function verifyPushed(
   }
   if (pushed.digest === src.digest)
     throw new PatchError(Reason.VerificationFailed, "the patched image has the source's digest");
-  const after = await readPackageDB(input.registry, input.target, pushed.manifest.layers);
-  const v = updateAllVerification(
-    verifyUpdates(src.plan?.needed ?? [], after, src.before, input.os?.type),
-    src.plan,
+  const { v, libraries } = await verifyAgainstPlan(
+    input,
+    input.target,
+    pushed.manifest.layers,
+    src,
+    run.libs,
   );
   if (src.plan && v.fixed.length === 0)
     throw new PatchError(
       Reason.VerificationFailed,
-      `copa pushed ${pushed.digest} but none of the ${src.plan.needed.length} planned updates is in it`,
+      `copa pushed ${pushed.digest} but none of the ${src.plan.needed.length + run.libs.length} planned updates is in it`,
     );
   return {
     kind: "patched",
@@ -229,6 +334,9 @@ async function verifyPushed(
     sourceDigest: src.digest,
     before: src.before,
     plan: src.plan,
+    ...(libraries
+      ? { libraries: { ...libraries, ...(run.libFailure ? { notPatchableReason: run.libFailure } : {}) } }
+      : {}),
     patchedRef: formatImageRef(input.target),
     patchedDigest: pushed.digest,
     verification: v,
@@ -240,28 +348,80 @@ async function verifyPushed(
 export async function patchImage(input: PatchImageInput): Promise<PatchImageResult> {
   const platform = input.platform ?? "linux/amd64";
   const src = await resolveAndPlan(input, platform);
-  if (src.plan && src.plan.needed.length === 0)
+  const lp = src.libPlan;
+  if (src.plan && src.plan.needed.length === 0 && !lp?.needed.length)
     return {
       kind: "noop",
       sourceDigest: src.digest,
       before: src.before,
       plan: src.plan,
-      message: `nothing to update: ${src.plan.satisfied.length} planned updates already in the image, ${src.plan.absent.length} packages not installed`,
+      ...(lp
+        ? {
+            libraries: {
+              fixed: [],
+              notFixed: [],
+              notPatchable: [],
+              satisfied: lp.satisfied,
+              absent: lp.absent,
+            },
+          }
+        : {}),
+      message: `nothing to update: ${src.plan.satisfied.length + (lp?.satisfied.length ?? 0)} planned updates already in the image, ${src.plan.absent.length} packages not installed${lp ? `, ${lp.absent.length} libraries not found` : ""}`,
     };
   const adopted = await adoptExisting(input, platform, src);
   // An adopted image is signed again: whatever holds the tag must be signed.
   if (adopted) return adopted.kind === "patched" && input.sign ? signed(input, adopted, true) : adopted;
-  const manifest = manifestFor(input, platform, src);
   const timeout = input.timeout ?? DEFAULT_COPA_TIMEOUT;
-  const source: ImageRef = { ...input.source, digest: src.digest };
   // Signing on: copa pushes to a staging tag; the target tag comes after the signature.
   const pushTo: ImageRef = input.sign
     ? { ...input.target, tag: stagingTag(input.target.tag ?? "latest") }
     : input.target;
-  input.onProgress?.("copa", `copa patch ${formatImageRef(source)} -> ${formatImageRef(pushTo)}`);
-  const run = await input.executor.run({
+  let libs = lp?.needed ?? [];
+  let run = await runCopa(input, platform, src, pushTo, libs);
+  let verdict = classifyCopaRun(run, timeout);
+  let libFailure: string | undefined;
+  if (verdict.kind === "failed" && libs.length && !verdict.transient) {
+    // copa's library support is experimental: when it fails, the libraries are listed
+    // NotPatchable with copa's words and the OS packages are patched without them.
+    libFailure = libs.map((u) => copaLibraryReason(run.outputTail, u.name)).find(Boolean) ?? verdict.message;
+    if (!src.plan?.needed.length)
+      throw new PatchError(verdict.reason, `copa could not update the libraries: ${libFailure}`);
+    input.onProgress?.("copa", `copa could not update the libraries (${libFailure}): the OS packages alone`);
+    libs = [];
+    run = await runCopa(input, platform, src, pushTo, libs);
+    verdict = classifyCopaRun(run, timeout);
+  }
+  if (verdict.kind === "failed")
+    throw new PatchError(verdict.reason, verdict.message, { transient: verdict.transient });
+  const pushed = await verifyPushed({ ...input, target: pushTo }, platform, src, {
+    verdict,
+    vex: run.vex,
+    durationMs: run.durationMs,
+    libs,
+    ...(libFailure ? { libFailure } : {}),
+  });
+  if (pushed.kind !== "patched" || !input.sign) return pushed;
+  return publishSigned(input, pushTo, await signed(input, pushed));
+}
+
+/** One copa run: OS updates from the plan, and the library updates given (COPA_EXPERIMENTAL). */
+function runCopa(
+  input: PatchImageInput,
+  platform: string,
+  src: Source,
+  pushTo: ImageRef,
+  libs: LibraryUpdate[],
+) {
+  const timeout = input.timeout ?? DEFAULT_COPA_TIMEOUT;
+  const source: ImageRef = { ...input.source, digest: src.digest };
+  input.onProgress?.(
+    "copa",
+    `copa patch ${formatImageRef(source)} -> ${formatImageRef(pushTo)}${libs.length ? ` (with ${libs.length} library updates)` : ""}`,
+  );
+  return input.executor.run({
     id: input.id,
-    manifest,
+    manifest: manifestFor(input, platform, src, libs),
+    ...(libs.length ? { env: { COPA_EXPERIMENTAL: "1" } } : {}),
     timeoutMs: parseDuration(timeout) + COPA_KILL_SLACK_MS,
     signal: input.signal,
     onOutput: input.onOutput,
@@ -278,18 +438,11 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
         timeout,
         ignoreErrors: input.ignoreErrors,
         tls: input.tls,
+        ...(libs.length
+          ? { libraries: { pkgTypes: src.plan?.needed.length ? "os,library" : "library" } }
+          : {}),
       }),
   });
-  const verdict = classifyCopaRun(run, timeout);
-  if (verdict.kind === "failed")
-    throw new PatchError(verdict.reason, verdict.message, { transient: verdict.transient });
-  const pushed = await verifyPushed({ ...input, target: pushTo }, platform, src, {
-    verdict,
-    vex: run.vex,
-    durationMs: run.durationMs,
-  });
-  if (pushed.kind !== "patched" || !input.sign) return pushed;
-  return publishSigned(input, pushTo, await signed(input, pushed));
 }
 
 async function signed(

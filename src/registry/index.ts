@@ -30,8 +30,16 @@ export {
   type PackageFormat,
   parseApkInstalled,
   parseDpkgStatus,
+  readLibraries,
   readPackageDB,
 } from "./pkgdb.ts";
+export {
+  isLibraryFile,
+  type LibraryLocation,
+  libraryVersion,
+  matchesLocation,
+  normalizePythonName,
+} from "./library-files.ts";
 export {
   DEFAULT_MAX_ENTRIES,
   DEFAULT_MAX_FILE_BYTES,

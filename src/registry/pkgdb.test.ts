@@ -5,8 +5,8 @@ import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import { parseApkInstalled, parseDpkgStatus, readPackageDB, type BlobReader } from "./pkgdb.ts";
 import { PatchError } from "../api/index.ts";
-import type { Descriptor } from "./client.ts";
 import { tarFile, tarOf } from "../../test/support/tar.ts";
+import { layers } from "../../test/support/layers.ts";
 
 const STATUS = `Package: liblzma5
 Status: install ok installed
@@ -51,30 +51,6 @@ test("apk - P: and V: records", () => {
     ],
   );
 });
-
-/** Layers in memory, served by digest, counting reads (a layer is scanned once per process). */
-function layers(...tars: Buffer[]): { reader: BlobReader; descriptors: Descriptor[]; reads: string[] } {
-  const byDigest = new Map<string, Buffer>();
-  const descriptors = tars.map((t) => {
-    const gz = gzipSync(t);
-    const digest = "sha256:" + createHash("sha256").update(gz).digest("hex");
-    byDigest.set(digest, gz);
-    return { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest, size: gz.length };
-  });
-  const reads: string[] = [];
-  return {
-    descriptors,
-    reads,
-    reader: {
-      async blob(_ref, digest) {
-        reads.push(digest);
-        const b = byDigest.get(digest);
-        if (!b) throw new Error(`no blob ${digest}`);
-        return Readable.from([b]);
-      },
-    },
-  };
-}
 
 const REF = { registry: "127.0.0.1:5000", repository: "unit/pkgdb" };
 

@@ -8,6 +8,7 @@ import { Transform, type Readable } from "node:stream";
 import { PatchError, Reason } from "../api/index.ts";
 import { DEFAULT_MAX_ENTRIES, DEFAULT_MAX_FILE_BYTES, LimitError, readTar, type TarLimits } from "./tar.ts";
 import type { Descriptor } from "./client.ts";
+import { isLibraryFile, type LibraryLocation, libraryVersion, matchesLocation } from "./library-files.ts";
 import type { ImageRef } from "../api/index.ts";
 
 /** What reading a package database needs of a registry: a layer's bytes by digest. */
@@ -157,19 +158,24 @@ function whiteoutOf(name: string): string | undefined {
 }
 
 /** What one layer says about the package database. Layers are content-addressed, so this never goes stale. */
-interface LayerScan {
+export interface LayerScan {
   dpkg?: string;
   apk?: string;
   statusD: Map<string, string>;
   deleted: boolean;
   debianVersion?: string;
+  /** Language packages in the layer: a package.json or METADATA path -> its version (src/registry/libraries.ts). */
+  libraries: Map<string, string>;
+  /** Paths the layer deletes (whiteouts), and directories it makes opaque. */
+  whiteouts: string[];
+  opaque: string[];
 }
 
 /** Recent layer scans by digest: the same base layer is read for every patch of an image. */
 const scans = new Map<string, LayerScan>();
 const MAX_SCANS = 64;
 
-async function scanLayer(
+export async function scanLayer(
   client: BlobReader,
   ref: Pick<ImageRef, "registry" | "repository">,
   layer: Descriptor,
@@ -186,7 +192,13 @@ async function scanLayer(
     throw limitFailure(
       new LimitError("layer", `layer ${layer.digest} is over ${limits.maxLayerBytes} bytes (${layer.size})`),
     );
-  const scan: LayerScan = { statusD: new Map(), deleted: false };
+  const scan: LayerScan = {
+    statusD: new Map(),
+    deleted: false,
+    libraries: new Map(),
+    whiteouts: [],
+    opaque: [],
+  };
   const v = verifiedLayer(await client.blob(ref, layer.digest), layer, limits);
   try {
     await readLayer(v.stream, scan, limits);
@@ -241,10 +253,20 @@ function limitFailure(err: LimitError): PatchError {
 async function readLayer(stream: Readable, scan: LayerScan, limits: Required<LayerLimits>): Promise<void> {
   const tar = readTar(
     stream,
-    (n) => n === DPKG_STATUS || n === APK_DB || n.startsWith(DPKG_STATUS_D) || n === DEBIAN_VERSION,
+    (n) =>
+      n === DPKG_STATUS ||
+      n === APK_DB ||
+      n.startsWith(DPKG_STATUS_D) ||
+      n === DEBIAN_VERSION ||
+      isLibraryFile(n),
     limits,
   );
   for await (const e of tar) {
+    if (e.content && isLibraryFile(e.name)) {
+      const v = libraryVersion(e.name, e.content);
+      if (v) scan.libraries.set(e.name, v);
+    } else if (e.name.endsWith("/.wh..wh..opq")) scan.opaque.push(e.name.slice(0, -"/.wh..wh..opq".length));
+    else if (whiteoutOf(e.name)) scan.whiteouts.push(whiteoutOf(e.name)!);
     if (e.name === DEBIAN_VERSION && e.content) scan.debianVersion = e.content.toString("utf8").trim();
     else if (e.name === DPKG_STATUS && e.content) scan.dpkg = e.content.toString("utf8");
     else if (e.name === APK_DB && e.content) scan.apk = e.content.toString("utf8");
@@ -288,4 +310,37 @@ export async function readPackageDB(
     return { format: "dpkg", packages };
   }
   return { format: "unknown", packages: new Map() };
+}
+
+/**
+ * The installed versions of language libraries, read from every layer as the image's
+ * merged filesystem shows them (an upper layer's file, whiteout or opaque directory hides
+ * what is below it). Per location asked for: every version found there (a package
+ * installed in two places has two), empty when it is not installed.
+ */
+export async function readLibraries(
+  client: BlobReader,
+  ref: Pick<ImageRef, "registry" | "repository">,
+  layers: Descriptor[],
+  wanted: LibraryLocation[],
+  opts: { limits?: LayerLimits } = {},
+): Promise<string[][]> {
+  const limits = { ...DEFAULT_LAYER_LIMITS, ...opts.limits };
+  const found = wanted.map(() => new Map<string, string>());
+  const seen = new Set<string>();
+  const hidden: string[] = [];
+  const isHidden = (p: string) => hidden.some((h) => p === h || p.startsWith(h + "/"));
+  for (const layer of [...layers].reverse()) {
+    const scan = await scanLayer(client, ref, layer, limits);
+    for (const [file, version] of scan.libraries) {
+      if (seen.has(file) || isHidden(file)) continue;
+      seen.add(file);
+      wanted.forEach((loc, i) => {
+        if (matchesLocation(file, loc)) found[i]!.set(file, version);
+      });
+    }
+    // What this layer deletes hides only the layers below it.
+    hidden.push(...scan.whiteouts, ...scan.opaque);
+  }
+  return found.map((m) => [...m.values()]);
 }

@@ -8,6 +8,7 @@ import type { Delivery, HandlerResult } from "../queue/index.ts";
 
 import { errorMessage, type Logger } from "../util/index.ts";
 
+import { librariesFailed } from "./libraries.ts";
 import { finish, finishMembers } from "./status-writer.ts";
 
 export interface FailureDeps {
@@ -59,7 +60,11 @@ async function fail(d: FailureDeps, pj: PatchJob, reason: Reason, message: strin
       pj,
       () => (m) => markFailed(m, reason, `the index patch failed: ${message}`),
     );
-  await finish(d.client, pj, (p) => markFailed(p, reason, message));
+  await finish(d.client, pj, (p) => {
+    const status = markFailed(p, reason, message);
+    const libraries = librariesFailed(status.libraries, message);
+    return libraries ? { ...status, libraries } : status;
+  });
 }
 
 /**

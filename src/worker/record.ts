@@ -18,6 +18,7 @@ import type { PatchImageResult, PatchIndexResult } from "../patch/index.ts";
 
 import type { Logger } from "../util/index.ts";
 import { counts, findingsOf } from "./counts.ts";
+import { librariesAfter } from "./libraries.ts";
 import { finish, finishMembers } from "./status-writer.ts";
 
 export type Outcome = "succeeded" | "noop" | "failed";
@@ -41,7 +42,10 @@ export async function record(d: RecordDeps, pj: PatchJob, r: RunResult, log: Log
     case "index":
       return recordIndex(d, pj, r.result, log);
     case "noop":
-      await finish(d.client, pj, (p) => markNoOp(p, r.message, { vulnerabilities: counts(p, 0) }));
+      await finish(d.client, pj, (p) => ({
+        ...markNoOp(p, r.message, { vulnerabilities: counts(p, 0) }),
+        ...(r.libraries ? { libraries: librariesAfter(p.status?.libraries, r.libraries) } : {}),
+      }));
       d.events.normal(pj, "NoOp", r.message);
       log.info(r.message);
       return "noop";
@@ -61,28 +65,31 @@ async function recordImage(
 ): Promise<Outcome> {
   const fixed = findingsOf(r.verification.fixed);
   const image = { reference: r.patchedRef, digest: r.patchedDigest };
+  const libraries = (p: PatchJob) =>
+    r.libraries ? { libraries: librariesAfter(p.status?.libraries, r.libraries) } : {};
   if (r.adopted && (pj.status?.attempts ?? 1) <= 1) {
     // A first attempt that finds the target already holding this patch did nothing
     // itself: another PatchJob (or an earlier generation) made that image. A later
     // attempt adopting is this PatchJob's own push, whose worker died before recording
     // it: that one is Succeeded, below.
     const message = `${r.patchedRef}@${r.patchedDigest} already holds this patch (${r.verification.fixedCVEs.length} CVEs fixed): nothing to do`;
-    await finish(d.client, pj, (p) =>
-      markNoOp(
+    await finish(d.client, pj, (p) => ({
+      ...markNoOp(
         p,
         message,
         { patchedImage: image, vulnerabilities: counts(p, fixed), fixedCVEs: r.verification.fixedCVEs },
         new Date(),
         Reason.AlreadyPatched,
       ),
-    );
+      ...libraries(p),
+    }));
     d.events.normal(pj, "NoOp", message);
     log.info({ digest: r.patchedDigest }, message);
     return "noop";
   }
   const reason = r.adopted ? Reason.AlreadyPatched : Reason.Patched;
-  const written = await finish(d.client, pj, (p) =>
-    markSucceeded(
+  const written = await finish(d.client, pj, (p) => ({
+    ...markSucceeded(
       p,
       {
         patchedImage: image,
@@ -94,7 +101,8 @@ async function recordImage(
       },
       reason,
     ),
-  );
+    ...libraries(p),
+  }));
   d.events.normal(
     pj,
     reason,

@@ -106,7 +106,9 @@ export async function runAttempt(d: EngineDeps, a: Attempt): Promise<RunResult> 
           buildkitAddr,
           ...(d.signer ? { sign: signerFor(d, d.signer, a, { source, target, buildkitAddr }) } : {}),
           platform: image.platform,
-          updates: spec.updates?.length ? spec.updates : undefined,
+          // Library updates alone: an empty OS list is a plan with nothing in it, not "update everything".
+          updates: spec.updates?.length || spec.libraryUpdates?.length ? (spec.updates ?? []) : undefined,
+          ...(spec.libraryUpdates?.length ? { libraryUpdates: spec.libraryUpdates } : {}),
         });
       const result = await patchIndex({
         ...common,

@@ -1,0 +1,126 @@
+// Application images with language libraries at versions with known CVEs, for the real
+// library patches (issue 25): Python (urllib3 1.26.4 in Debian's python3) and Node.js
+// (minimist 1.2.5 in an app's node_modules, on the Node 24 base with npm). Each is built
+// once per machine and kept in the cache as an OCI layout or archive; an environment
+// gets a push of it. Both trust the host's CA bundle (NOTES.md: the registries are
+// reached through it), which copa's pip and node runs inside the image need.
+import { existsSync } from "node:fs";
+import { copyFile, cp, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildDockerfile, derivedLayout, nodeLayout } from "./cluster-images.ts";
+import { pushLayout, pushOCI, sh } from "./images.ts";
+import { cacheDir, REPO_ROOT } from "./tools.ts";
+
+const HOST_CA = "/etc/ssl/certs/ca-certificates.crt";
+const NPM_DIR = "/usr/lib/node_modules/npm";
+const PYTHON_DOCKERFILE = "src/devenv/library-images/python.Dockerfile";
+
+/** The Node.js app's vulnerable dependency (CVE-2021-44906, fixed in 1.2.6). */
+export const NODE_APP = { name: "minimist", version: "1.2.5", dir: "app" } as const;
+/** The Python image's vulnerable library (CVE-2021-33503 fixed in 1.26.5, and later ones). */
+export const PYTHON_APP = {
+  name: "urllib3",
+  version: "1.26.4",
+  sitePackages: "usr/local/lib/python3.11/dist-packages",
+} as const;
+
+/** Push the Node.js app image to `registry/ref`; its digest. */
+export async function pushNodeAppImage(registry: string, ref: string): Promise<string> {
+  const node = await nodeLayout();
+  const npmVersion = (
+    JSON.parse(await readFile(join(NPM_DIR, "package.json"), "utf8")) as { version: string }
+  ).version;
+  const app = await derivedLayout(
+    "node-app",
+    `${node.nodeVersion}-npm${npmVersion}-${NODE_APP.name}-caret${NODE_APP.version}`,
+    node,
+    async (rootfs) => {
+      // npm beside node: copa updates an app's packages with the image's own npm and node.
+      await cp(NPM_DIR, join(rootfs, "usr/local/lib/node_modules/npm"), { recursive: true });
+      await symlink("../lib/node_modules/npm/bin/npm-cli.js", join(rootfs, "usr/local/bin/npm"));
+      await mkdir(join(rootfs, "etc/ssl/certs"), { recursive: true });
+      await copyFile(HOST_CA, join(rootfs, "etc/ssl/certs/host-ca.crt"));
+      const dir = join(rootfs, NODE_APP.dir);
+      await mkdir(dir, { recursive: true });
+      // A caret range, as `npm install` writes it: copa's `npm prune` after its update
+      // puts an exactly pinned version back (seen: minimist 1.2.6 -> 1.2.5 with "1.2.5").
+      await writeFile(
+        join(dir, "package.json"),
+        JSON.stringify({
+          name: "app",
+          version: "1.0.0",
+          dependencies: { [NODE_APP.name]: `^${NODE_APP.version}` },
+        }),
+      );
+      await writeFile(
+        join(dir, "index.js"),
+        `console.log(require("${NODE_APP.name}")(process.argv.slice(2)));\n`,
+      );
+      // The package as npm publishes it, fetched by the host's npm (through its trust store).
+      const pack = await mkdtemp(join(tmpdir(), "vp-npm-pack-"));
+      try {
+        const file = (
+          await sh("npm", ["pack", `${NODE_APP.name}@${NODE_APP.version}`, "--silent"], { cwd: pack })
+        )
+          .trim()
+          .split("\n")
+          .at(-1)!;
+        const into = join(dir, "node_modules", NODE_APP.name);
+        await mkdir(into, { recursive: true });
+        await sh("tar", ["-xzf", join(pack, file), "-C", into, "--strip-components=1", "--no-same-owner"]);
+      } finally {
+        await rm(pack, { recursive: true, force: true });
+      }
+    },
+    [
+      "--config.env",
+      "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/host-ca.crt",
+      "--config.workingdir",
+      `/${NODE_APP.dir}`,
+      "--config.cmd",
+      "node",
+      "--config.cmd",
+      "index.js",
+    ],
+  );
+  return pushLayout(app.layout, app.tag, registry, [ref]);
+}
+
+/**
+ * Push the Python image to `registry/ref`; its digest. Built by `buildkitAddr` from
+ * python.Dockerfile (apt-get and pip on the host's network) the first time, its base
+ * `debian:12-slim` from the environment's registry (BuildKit's docker.io mirror).
+ */
+export async function pushPythonAppImage(
+  registry: string,
+  ref: string,
+  buildkitAddr: string,
+): Promise<string> {
+  const dockerfile = await readFile(join(REPO_ROOT, PYTHON_DOCKERFILE));
+  const key = createHash("sha256").update(dockerfile).digest("hex").slice(0, 16);
+  const archive = join(cacheDir(), "images", `python-app-${key}.tar`);
+  if (!existsSync(archive)) {
+    const work = await mkdtemp(join(tmpdir(), "vp-python-app-"));
+    const partial = `${archive}.work-${process.pid}`;
+    try {
+      await mkdir(join(work, "hostca"));
+      await copyFile(HOST_CA, join(work, "hostca", "ca-certificates.crt"));
+      await mkdir(join(cacheDir(), "images"), { recursive: true });
+      await buildDockerfile({
+        buildkitAddr,
+        dockerfile: PYTHON_DOCKERFILE,
+        ref: "python-app",
+        contexts: { hostca: join(work, "hostca") },
+        metaDir: work,
+        output: `type=oci,dest=${partial}`,
+      });
+      await rename(partial, archive);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+      await rm(partial, { force: true });
+    }
+  }
+  return pushOCI(`oci-archive:${archive}`, join(cacheDir(), "images"), registry, [ref]);
+}

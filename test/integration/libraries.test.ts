@@ -1,0 +1,209 @@
+// Language libraries (issue 25) on the real components: a Python image (urllib3 1.26.4
+// in Debian's python3) and a Node.js image (minimist 1.2.5 in an app's node_modules),
+// each on the environment's old Debian rootfs with OS findings of its own. Their reports
+// are the honest OS reports plus the libraries' real CVEs (the fixed versions PyPI and
+// npm publish); copa updates OS packages and libraries in one run, pip and node inside
+// the images fetching from PyPI and npm. Every CVE is checked in the patched image's
+// layers (METADATA, package.json, dpkg status), never taken from copa's word.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { CustomObjectsApi } from "@kubernetes/client-node";
+import { namespaces, testEnv } from "../support/shared.ts";
+import { honestReportForImage } from "../../src/devenv/honest-report.ts";
+import { reportsApi } from "../../src/devenv/kube.ts";
+import {
+  NODE_APP,
+  PYTHON_APP,
+  pushNodeAppImage,
+  pushPythonAppImage,
+} from "../../src/devenv/library-images.ts";
+import { testRegistryClient } from "../../src/devenv/registry.ts";
+import { waitForPhase } from "../support/patchjobs.ts";
+import { startCli, localWorkerArgs, type CliProcess } from "../support/cli.ts";
+import { defaultPolicy, parseImageRef, type PatchJob, POLICY_PLURAL } from "../../src/api/index.ts";
+import { readLibraries } from "../../src/registry/index.ts";
+import { connectNats } from "../../src/queue/index.ts";
+import { startController } from "../../src/controller/index.ts";
+
+const PY_PATH = `${PYTHON_APP.sitePackages}/urllib3-${PYTHON_APP.version}.dist-info/METADATA`;
+const NODE_PATH = `${NODE_APP.dir}/node_modules/${NODE_APP.name}/package.json`;
+
+/** urllib3 1.26.4's CVEs and the fixes PyPI publishes (the 1.26 branch where there is one). */
+const URLLIB3 = [
+  ["CVE-2021-33503", ["1.26.5"]],
+  ["CVE-2023-43804", ["1.26.17", "2.0.6"]],
+  ["CVE-2023-45803", ["1.26.18", "2.0.7"]],
+  ["CVE-2024-37891", ["1.26.19", "2.2.2"]],
+  ["CVE-2025-50181", ["2.5.0"]],
+] as const;
+
+/** The diffID of an image's top layer (where the app's libraries were installed), from its config. */
+async function topDiffID(image: string): Promise<string> {
+  const registry = testRegistryClient();
+  const ref = parseImageRef(image);
+  const m = (await registry.manifestFor(ref, "linux/amd64"))!.manifest as unknown as {
+    config: { digest: string };
+  };
+  const chunks: Buffer[] = [];
+  for await (const c of await registry.blob(ref, m.config.digest)) chunks.push(c as Buffer);
+  return (
+    JSON.parse(Buffer.concat(chunks).toString("utf8")) as { rootfs: { diff_ids: string[] } }
+  ).rootfs.diff_ids.at(-1)!;
+}
+
+async function withLibraries(
+  report: Record<string, unknown>,
+  image: string,
+  type: string,
+  name: string,
+  installed: string,
+  path: string,
+  cves: ReadonlyArray<readonly [string, readonly string[]]>,
+): Promise<Record<string, unknown>> {
+  const r = report as { report: { results: unknown[] } };
+  const diffID = await topDiffID(image);
+  r.report.results.push({
+    target: type === "node-pkg" ? "Node.js" : "Python",
+    class: "lang-pkgs",
+    type,
+    vulnerabilities: cves.map(([cve, fixed]) => ({
+      cve,
+      packageName: name,
+      purl: `pkg:${type === "node-pkg" ? "npm" : "pypi"}/${name}@${installed}`,
+      installedVersion: installed,
+      fixedVersions: [...fixed],
+      packagePath: path,
+      severity: "HIGH",
+      diffID,
+      suppressed: false,
+    })),
+  });
+  return report;
+}
+
+const reasons = (pj: PatchJob) =>
+  Object.fromEntries((pj.status?.libraries ?? []).map((f) => [f.cve, f.reason]));
+
+test("libraries - a Python and a Node.js image patched for real: OS and library CVEs fixed in one run and checked in the image; beyond the policy's level listed; again, a no-op", async () => {
+  await using env = await testEnv();
+  const kc = env.kubeConfig();
+  const NS = (await namespaces(env, "libs")).libs!;
+  const reg = env.registryHost;
+  const py = `${reg}/${NS}/python-app:1`;
+  const node = `${reg}/${NS}/node-app:1`;
+  await Promise.all([
+    pushPythonAppImage(reg, `${NS}/python-app:1`, env.buildkitAddr),
+    pushNodeAppImage(reg, `${NS}/node-app:1`),
+  ]);
+  const api = kc.makeApiClient(CustomObjectsApi);
+  const policy = defaultPolicy(NS);
+  await api.createNamespacedCustomObject({
+    group: "vulnpatcher.io",
+    version: "v1alpha1",
+    plural: POLICY_PLURAL,
+    namespace: NS,
+    body: {
+      ...policy,
+      spec: { ...policy.spec, packageTypes: ["os", "library"], libraryPatchLevel: "patch" },
+    },
+  });
+  const nc = await connectNats({ url: env.natsURL, name: "libraries-test" });
+  const ctl = await startController({ kc, nc, namespaces: [NS], policyNamespace: NS });
+  let worker: CliProcess | undefined;
+  try {
+    worker = await startCli([...localWorkerArgs(env), "--listen", "127.0.0.1:0", "--concurrency", "2"], {
+      logDir: env.dir,
+      name: `${NS}-worker`,
+    });
+    await reportsApi(kc).create(
+      await withLibraries(
+        await honestReportForImage(py, "python-app", NS),
+        py,
+        "python-pkg",
+        "urllib3",
+        "1.26.4",
+        PY_PATH,
+        URLLIB3,
+      ),
+    );
+    await reportsApi(kc).create(
+      await withLibraries(
+        await honestReportForImage(node, "node-app", NS),
+        node,
+        "node-pkg",
+        "minimist",
+        "1.2.5",
+        NODE_PATH,
+        [["CVE-2021-44906", ["1.2.6"]]],
+      ),
+    );
+    const [pyJob, nodeJob] = await Promise.all(
+      ["python-app", "node-app"].map((n) =>
+        waitForPhase(kc, NS, n, ["Succeeded", "Failed", "NoOp"], 600_000),
+      ),
+    );
+    for (const pj of [pyJob!, nodeJob!]) {
+      assert.equal(pj.status?.phase, "Succeeded", `${pj.metadata.name}: ${pj.status?.message}`);
+      assert.ok((pj.spec.updates?.length ?? 0) > 0, "the report has OS findings too");
+      const osCVEs = pj.spec.updates!.flatMap((u) => u.vulnerabilityIDs ?? []);
+      assert.ok(
+        osCVEs.some((c) => pj.status?.fixedCVEs?.includes(c)),
+        `${pj.metadata.name}: OS CVEs fixed in the same run (${pj.status?.fixedCVEs?.length} fixed)`,
+      );
+    }
+    // Python: the patch-level fixes (up to 1.26.19) in, the 2.x one listed with why.
+    assert.deepEqual(reasons(pyJob!), {
+      "CVE-2021-33503": "Fixed",
+      "CVE-2023-43804": "Fixed",
+      "CVE-2023-45803": "Fixed",
+      "CVE-2024-37891": "Fixed",
+      "CVE-2025-50181": "BeyondPatchLevel",
+    });
+    for (const c of ["CVE-2021-33503", "CVE-2024-37891"]) assert.ok(pyJob!.status?.fixedCVEs?.includes(c), c);
+    assert.ok(!pyJob!.status?.fixedCVEs?.includes("CVE-2025-50181"));
+    assert.deepEqual(reasons(nodeJob!), { "CVE-2021-44906": "Fixed" });
+    assert.ok(nodeJob!.status?.fixedCVEs?.includes("CVE-2021-44906"));
+    // The patched images' own files, read from their layers.
+    const registry = testRegistryClient();
+    const versionsIn = async (pj: PatchJob, loc: { type: string; name: string; path: string }) => {
+      const ref = { ...parseImageRef(pj.status!.patchedImage!.reference!), tag: undefined };
+      const m = await registry.manifestFor(
+        { ...ref, digest: pj.status!.patchedImage!.digest! },
+        "linux/amd64",
+      );
+      return (await readLibraries(registry, ref, m!.manifest.layers, [loc]))[0];
+    };
+    assert.deepEqual(await versionsIn(pyJob!, { type: "python-pkg", name: "urllib3", path: PY_PATH }), [
+      "1.26.19",
+    ]);
+    assert.deepEqual(await versionsIn(nodeJob!, { type: "node-pkg", name: "minimist", path: NODE_PATH }), [
+      "1.2.6",
+    ]);
+
+    // The same patch asked for again (by hand): the target already holds it.
+    const again = structuredClone(pyJob!.spec);
+    delete again.reportRef;
+    delete again.policyRef;
+    delete again.findingsHash;
+    await api.createNamespacedCustomObject({
+      group: "vulnpatcher.io",
+      version: "v1alpha1",
+      plural: "patchjobs",
+      namespace: NS,
+      body: {
+        apiVersion: "vulnpatcher.io/v1alpha1",
+        kind: "PatchJob",
+        metadata: { name: "python-again" },
+        spec: { ...again, source: "manual" },
+      },
+    });
+    const noop = await waitForPhase(kc, NS, "python-again", ["Succeeded", "Failed", "NoOp"], 300_000);
+    assert.equal(noop.status?.phase, "NoOp", noop.status?.message);
+    assert.equal(noop.status?.reason, "AlreadyPatched");
+    assert.equal(noop.status?.patchedImage?.digest, pyJob!.status?.patchedImage?.digest);
+  } finally {
+    await worker?.stop();
+    await ctl.stop();
+    await nc.close();
+  }
+});
