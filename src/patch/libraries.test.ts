@@ -105,4 +105,10 @@ test("copa's reason for a library: the last error line naming it, else the langu
   assert.match(copaLibraryReason(out, "urllib3")!, /No matching distribution found for urllib3==1\.26\.999/);
   assert.match(copaLibraryReason(out, "minimist")!, /Error applying updates with language manager/);
   assert.equal(copaLibraryReason("all fine", "minimist"), undefined);
+  // pip's own line inside BuildKit's step output comes first, without the step's prefix.
+  const pip = `#4 0.373 ERROR: No matching distribution found for urllib3==1.26.999\n${out}`;
+  assert.equal(
+    copaLibraryReason(pip, "urllib3"),
+    "ERROR: No matching distribution found for urllib3==1.26.999",
+  );
 });

@@ -125,12 +125,17 @@ export function trivyReport(
 
 /**
  * copa's own words about a library it could not update, from the end of its output: the
- * last line naming the package (or the language manager's error), without log noise.
+ * package manager's error naming it (pip's or npm's `ERROR:` line inside the BuildKit
+ * step, its `#4 0.373` prefix dropped), else copa's last error line naming it, else the
+ * language manager's error.
  */
 export function copaLibraryReason(outputTail: string, name: string): string | undefined {
-  const lines = outputTail.split("\n").map((l) => l.replace(/^time="[^"]*"\s+/, "").trim());
+  const lines = outputTail
+    .split("\n")
+    .map((l) => l.replace(/^time="[^"]*"\s+/, "").replace(/^#\d+ \d+(\.\d+)? /, "").trim());
+  const tool = lines.filter((l) => /^(ERROR|npm ERR!|npm error)/.test(l) && l.includes(name));
   const named = lines.filter((l) => l.includes(name) && /err|fail|not|unable|cannot/i.test(l));
   const general = lines.filter((l) => /language manager|langmgr|pip|npm/i.test(l) && /err|fail/i.test(l));
-  const line = named.at(-1) ?? general.at(-1);
+  const line = tool.at(-1) ?? named.at(-1) ?? general.at(-1);
   return line?.slice(0, 400);
 }
