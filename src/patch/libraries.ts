@@ -130,9 +130,12 @@ export function trivyReport(
  * language manager's error.
  */
 export function copaLibraryReason(outputTail: string, name: string): string | undefined {
-  const lines = outputTail
-    .split("\n")
-    .map((l) => l.replace(/^time="[^"]*"\s+/, "").replace(/^#\d+ \d+(\.\d+)? /, "").trim());
+  const lines = outputTail.split("\n").map((l) =>
+    l
+      .replace(/^time="[^"]*"\s+/, "")
+      .replace(/^#\d+ \d+(\.\d+)? /, "")
+      .trim(),
+  );
   const tool = lines.filter((l) => /^(ERROR|npm ERR!|npm error)/.test(l) && l.includes(name));
   const named = lines.filter((l) => l.includes(name) && /err|fail|not|unable|cannot/i.test(l));
   const general = lines.filter((l) => /language manager|langmgr|pip|npm/i.test(l) && /err|fail/i.test(l));
