@@ -12,6 +12,8 @@ import { join } from "node:path";
 import { buildDockerfile, derivedLayout, nodeLayout } from "./cluster-images.ts";
 import { pushLayout, pushOCI, sh } from "./images.ts";
 import { cacheDir, REPO_ROOT } from "./tools.ts";
+import { testRegistryClient } from "./registry.ts";
+import { parseImageRef } from "../api/index.ts";
 
 const HOST_CA = "/etc/ssl/certs/ca-certificates.crt";
 const NPM_DIR = "/usr/lib/node_modules/npm";
@@ -123,4 +125,61 @@ export async function pushPythonAppImage(
     }
   }
   return pushOCI(`oci-archive:${archive}`, join(cacheDir(), "images"), registry, [ref]);
+}
+
+/** urllib3 1.26.4's CVEs and the fixes PyPI publishes (the 1.26 branch where there is one). */
+export const URLLIB3_CVES = [
+  ["CVE-2021-33503", ["1.26.5"]],
+  ["CVE-2023-43804", ["1.26.17", "2.0.6"]],
+  ["CVE-2023-45803", ["1.26.18", "2.0.7"]],
+  ["CVE-2024-37891", ["1.26.19", "2.2.2"]],
+  ["CVE-2025-50181", ["2.5.0"]],
+] as const;
+
+/** The diffID of an image's top layer (where the app's libraries were installed), from its config. */
+async function topDiffID(image: string): Promise<string> {
+  const registry = testRegistryClient();
+  const ref = parseImageRef(image);
+  const m = (await registry.manifestFor(ref, "linux/amd64"))!.manifest as unknown as {
+    config: { digest: string };
+  };
+  const chunks: Buffer[] = [];
+  for await (const c of await registry.blob(ref, m.config.digest)) chunks.push(c as Buffer);
+  return (
+    JSON.parse(Buffer.concat(chunks).toString("utf8")) as { rootfs: { diff_ids: string[] } }
+  ).rootfs.diff_ids.at(-1)!;
+}
+
+/**
+ * A report with the libraries' findings added as sbomscanner writes them (a lang-pkgs
+ * result, each finding with the package's path and the layer it is in: the top one).
+ */
+export async function withLibraries(
+  report: Record<string, unknown>,
+  image: string,
+  type: string,
+  name: string,
+  installed: string,
+  path: string,
+  cves: ReadonlyArray<readonly [string, readonly string[]]>,
+): Promise<Record<string, unknown>> {
+  const r = report as { report: { results: unknown[] } };
+  const diffID = await topDiffID(image);
+  r.report.results.push({
+    target: type === "node-pkg" ? "Node.js" : "Python",
+    class: "lang-pkgs",
+    type,
+    vulnerabilities: cves.map(([cve, fixed]) => ({
+      cve,
+      packageName: name,
+      purl: `pkg:${type === "node-pkg" ? "npm" : "pypi"}/${name}@${installed}`,
+      installedVersion: installed,
+      fixedVersions: [...fixed],
+      packagePath: path,
+      severity: "HIGH",
+      diffID,
+      suppressed: false,
+    })),
+  });
+  return report;
 }

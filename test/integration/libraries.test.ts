@@ -16,6 +16,8 @@ import {
   PYTHON_APP,
   pushNodeAppImage,
   pushPythonAppImage,
+  URLLIB3_CVES as URLLIB3,
+  withLibraries,
 } from "../../src/devenv/library-images.ts";
 import { testRegistryClient } from "../../src/devenv/registry.ts";
 import { waitForPhase } from "../support/patchjobs.ts";
@@ -28,59 +30,6 @@ import { startController } from "../../src/controller/index.ts";
 
 const PY_PATH = `${PYTHON_APP.sitePackages}/urllib3-${PYTHON_APP.version}.dist-info/METADATA`;
 const NODE_PATH = `${NODE_APP.dir}/node_modules/${NODE_APP.name}/package.json`;
-
-/** urllib3 1.26.4's CVEs and the fixes PyPI publishes (the 1.26 branch where there is one). */
-const URLLIB3 = [
-  ["CVE-2021-33503", ["1.26.5"]],
-  ["CVE-2023-43804", ["1.26.17", "2.0.6"]],
-  ["CVE-2023-45803", ["1.26.18", "2.0.7"]],
-  ["CVE-2024-37891", ["1.26.19", "2.2.2"]],
-  ["CVE-2025-50181", ["2.5.0"]],
-] as const;
-
-/** The diffID of an image's top layer (where the app's libraries were installed), from its config. */
-async function topDiffID(image: string): Promise<string> {
-  const registry = testRegistryClient();
-  const ref = parseImageRef(image);
-  const m = (await registry.manifestFor(ref, "linux/amd64"))!.manifest as unknown as {
-    config: { digest: string };
-  };
-  const chunks: Buffer[] = [];
-  for await (const c of await registry.blob(ref, m.config.digest)) chunks.push(c as Buffer);
-  return (
-    JSON.parse(Buffer.concat(chunks).toString("utf8")) as { rootfs: { diff_ids: string[] } }
-  ).rootfs.diff_ids.at(-1)!;
-}
-
-async function withLibraries(
-  report: Record<string, unknown>,
-  image: string,
-  type: string,
-  name: string,
-  installed: string,
-  path: string,
-  cves: ReadonlyArray<readonly [string, readonly string[]]>,
-): Promise<Record<string, unknown>> {
-  const r = report as { report: { results: unknown[] } };
-  const diffID = await topDiffID(image);
-  r.report.results.push({
-    target: type === "node-pkg" ? "Node.js" : "Python",
-    class: "lang-pkgs",
-    type,
-    vulnerabilities: cves.map(([cve, fixed]) => ({
-      cve,
-      packageName: name,
-      purl: `pkg:${type === "node-pkg" ? "npm" : "pypi"}/${name}@${installed}`,
-      installedVersion: installed,
-      fixedVersions: [...fixed],
-      packagePath: path,
-      severity: "HIGH",
-      diffID,
-      suppressed: false,
-    })),
-  });
-  return report;
-}
 
 const reasons = (pj: PatchJob) =>
   Object.fromEntries((pj.status?.libraries ?? []).map((f) => [f.cve, f.reason]));
