@@ -2,7 +2,14 @@
 // into updates (bad input is a UsageError naming the file).
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
-import { convertReport, type Counts, type PackageUpdate, parseReport } from "../api/index.ts";
+import {
+  convertReport,
+  type Counts,
+  type LibraryFact,
+  libraryFindings,
+  type PackageUpdate,
+  parseReport,
+} from "../api/index.ts";
 
 import { UsageError } from "../util/index.ts";
 
@@ -12,6 +19,8 @@ export interface CliReport {
   os: { type: string; version: string };
   counts: Counts;
   updates: PackageUpdate[];
+  /** The report's language-package findings (patched with --pkg-types library). */
+  libraries: LibraryFact[];
 }
 
 export async function readReportFile(file: string): Promise<CliReport> {
@@ -40,5 +49,6 @@ export async function readReportFile(file: string): Promise<CliReport> {
       fixedVersion: u.fixedVersion,
       vulnerabilityIDs: [...new Set(ids.get(u.name) ?? [])].sort(),
     })),
+    libraries: libraryFindings(report.value),
   };
 }

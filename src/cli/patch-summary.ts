@@ -1,6 +1,13 @@
 // What the patch command prints: a before/after table per package (or per platform of
 // an index), as text or JSON.
-import { type Counts, formatImageRef, type ImageRef, type PackageUpdate, PatchError } from "../api/index.ts";
+import {
+  type Counts,
+  formatImageRef,
+  type ImageRef,
+  type LibraryFinding,
+  type PackageUpdate,
+  PatchError,
+} from "../api/index.ts";
 import { type PatchImageResult, type PatchIndexResult, planUpdates } from "../patch/index.ts";
 import { readPackageDB, type RegistryClient } from "../registry/index.ts";
 import type { CliReport } from "./patch-report.ts";
@@ -22,6 +29,8 @@ export interface PatchSummary {
     cves: string[];
   }>;
   message?: string;
+  /** Language-package findings, each with what happened to it (--pkg-types library). */
+  libraries?: LibraryFinding[];
 }
 
 type Row = PatchSummary["packages"][number];
@@ -138,7 +147,21 @@ export function renderSummary(s: PatchSummary): string {
     );
   }
   const totals = `vulnerabilities: ${s.before.total} total, ${s.before.fixable} fixable -> ${s.after.fixed} fixed, ${s.after.remaining} fixable remaining`;
-  return `${head}\n${totals}\n\n${s.packages.length ? renderTable(rows) : "(no package changes)\n"}`;
+  const libs = s.libraries?.length
+    ? "\n" +
+      renderTable([
+        ["LIBRARY", "CVE", "INSTALLED", "FIXED IN", "RESULT", "WHY"],
+        ...s.libraries.map((f) => [
+          f.packageName,
+          f.cve,
+          f.installedVersion,
+          f.fixedVersion ?? "-",
+          f.reason,
+          f.message.length > 100 ? `${f.message.slice(0, 97)}...` : f.message,
+        ]),
+      ])
+    : "";
+  return `${head}\n${totals}\n\n${s.packages.length ? renderTable(rows) : "(no package changes)\n"}${libs}`;
 }
 
 export interface IndexSummary {

@@ -5,9 +5,18 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse, flagOrEnv } from "./args.ts";
-import { formatImageRef, type ImageRef, parseImageRef, PatchError } from "../api/index.ts";
+import {
+  formatImageRef,
+  type ImageRef,
+  type LibrarySettings,
+  type PackageType,
+  parseImageRef,
+  PatchError,
+  type PatchLevel,
+  planLibraries,
+} from "../api/index.ts";
 import { patchedTag } from "../decide/index.ts";
-import { type Executor, localExecutor, patchImage, patchIndex } from "../patch/index.ts";
+import { type Executor, librariesAfter, localExecutor, patchImage, patchIndex } from "../patch/index.ts";
 import {
   type CredentialLookup,
   credentialsFrom,
@@ -56,6 +65,10 @@ Patches one image with copa on BuildKit and prints a before/after summary.
       --push / --no-push push the result (default), or only plan: show what would change
       --dry-run          the same as --no-push: the packages, versions and CVEs a patch would
                          change, checked against the image; copa does not run
+      --pkg-types T      with a report: os (default), library (its Python and Node.js
+                         packages, copa's experimental support) or os,library
+      --library-patch-level L  the highest version jump of a library update: patch
+                         (default), minor or major; a fix beyond it is listed, not applied
       --ignore-errors    let copa continue past packages it cannot update
       --copa PATH        the copa binary (default: copa on PATH, else the one make setup built)
       --insecure-registry HOST  reach HOST over plain HTTP (loopback always is)
@@ -76,6 +89,8 @@ const FLAGS = {
   "no-push": { type: "boolean" },
   "dry-run": { type: "boolean" },
   "ignore-errors": { type: "boolean" },
+  "pkg-types": { type: "string" },
+  "library-patch-level": { type: "string" },
   copa: { type: "string" },
   "insecure-registry": { type: "string", multiple: true },
   json: { type: "boolean" },
@@ -92,7 +107,20 @@ interface PatchPlan {
   push: boolean;
   reports: CliReport[];
   platforms?: string[];
+  libraries: LibrarySettings;
   flags: Flags;
+}
+
+/** --pkg-types and --library-patch-level, checked. */
+function librarySettings(v: Flags): LibrarySettings {
+  const types = (v["pkg-types"] ?? "os").split(",").map((t) => t.trim());
+  for (const t of types)
+    if (t !== "os" && t !== "library")
+      throw new UsageError(`--pkg-types: ${JSON.stringify(t)} is not os or library`);
+  const level = v["library-patch-level"] ?? "patch";
+  if (!["patch", "minor", "major"].includes(level))
+    throw new UsageError(`--library-patch-level: ${JSON.stringify(level)} is not patch, minor or major`);
+  return { packageTypes: types as PackageType[], patchLevel: level as PatchLevel };
 }
 
 async function planFrom(v: Flags): Promise<PatchPlan> {
@@ -122,6 +150,7 @@ async function planFrom(v: Flags): Promise<PatchPlan> {
       ?.split(",")
       .map((p) => p.trim())
       .filter(Boolean),
+    libraries: librarySettings(v),
     flags: v,
   };
 }
@@ -202,26 +231,34 @@ async function patchAnImage(
     );
   if (p.platforms?.length) throw new UsageError("--platform is for a multi-arch index");
   const r = p.reports[0];
-  const summary: PatchSummary = !p.push
-    ? await planOnly(registry, p.source, r?.updates, r?.os, r?.counts)
-    : summarize(
-        formatImageRef(p.source),
-        await patchImage({
-          id: `cli-${Date.now()}`,
-          source: p.source,
-          target: p.target,
-          updates: r?.updates,
-          os: r?.os,
-          buildkitAddr: p.addr,
-          timeout: p.timeout,
-          ignoreErrors: !!p.flags["ignore-errors"],
-          executor: executor(),
-          registry,
-          onProgress: (stage, message) => say(`[${stage}] ${message}`),
-        }),
-        r?.updates,
-        r?.counts,
-      );
+  const libs = r ? planLibraries(r.libraries, p.libraries) : undefined;
+  const os = p.libraries.packageTypes?.includes("os") ?? true;
+  if (r && !os && !libs?.updates.length)
+    throw new UsageError("--pkg-types library: the report has no library to update");
+  const result = p.push
+    ? await patchImage({
+        id: `cli-${Date.now()}`,
+        source: p.source,
+        target: p.target,
+        updates: r ? (os ? r.updates : []) : undefined,
+        ...(libs?.updates.length ? { libraryUpdates: libs.updates } : {}),
+        os: r?.os,
+        buildkitAddr: p.addr,
+        timeout: p.timeout,
+        ignoreErrors: !!p.flags["ignore-errors"],
+        executor: executor(),
+        registry,
+        onProgress: (stage, message) => say(`[${stage}] ${message}`),
+      })
+    : undefined;
+  // Fixable: the OS findings patched here and the library findings planned.
+  const planned = libs?.findings.filter((f) => f.reason === "Planned").length ?? 0;
+  const counts = r && { ...r.counts, fixable: (os ? r.counts.fixable : 0) + planned };
+  const summary: PatchSummary = result
+    ? summarize(formatImageRef(p.source), result, r?.updates, counts)
+    : await planOnly(registry, p.source, r?.updates, r?.os, counts);
+  if (libs?.findings.length)
+    summary.libraries = result?.libraries ? librariesAfter(libs.findings, result.libraries) : libs.findings;
   process.stdout.write(p.flags.json ? JSON.stringify(summary, null, 2) + "\n" : renderSummary(summary));
   return 0;
 }

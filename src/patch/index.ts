@@ -50,6 +50,7 @@ export {
   trivyReport,
   verifyLibraryUpdates,
 } from "./libraries.ts";
+export { librariesAfter, librariesFailed } from "./library-status.ts";
 export { stagingTag } from "./staging.ts";
 export {
   type Attestation,

@@ -8,7 +8,7 @@ import type { Delivery, HandlerResult } from "../queue/index.ts";
 
 import { errorMessage, type Logger } from "../util/index.ts";
 
-import { librariesFailed } from "./libraries.ts";
+import { librariesFailed } from "../patch/index.ts";
 import { finish, finishMembers } from "./status-writer.ts";
 
 export interface FailureDeps {

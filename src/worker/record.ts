@@ -18,7 +18,7 @@ import type { PatchImageResult, PatchIndexResult } from "../patch/index.ts";
 
 import type { Logger } from "../util/index.ts";
 import { counts, findingsOf } from "./counts.ts";
-import { librariesAfter } from "./libraries.ts";
+import { librariesAfter } from "../patch/index.ts";
 import { finish, finishMembers } from "./status-writer.ts";
 
 export type Outcome = "succeeded" | "noop" | "failed";

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { LibraryFinding, LibraryUpdate } from "../api/index.ts";
-import { librariesAfter, librariesFailed } from "./libraries.ts";
+import { librariesAfter, librariesFailed } from "./library-status.ts";
 
 const U: LibraryUpdate = {
   type: "python-pkg",

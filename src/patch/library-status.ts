@@ -6,7 +6,7 @@ import {
   type LibraryUpdate,
   MAX_LIBRARY_FINDINGS,
 } from "../api/index.ts";
-import type { LibraryOutcome } from "../patch/index.ts";
+import type { LibraryOutcome } from "./patch-image.ts";
 
 const keyOf = (type: string, name: string, path?: string) => `${type}\u0000${name}\u0000${path ?? ""}`;
 
