@@ -849,29 +849,19 @@ async function p8(): Promise<void> {
 // ---- P9 library updates: copa's time for a Python image's OS updates, its library updates, both ----
 async function p9(): Promise<void> {
   await using env = await setup({ buildkit: true });
-  const { pushPythonAppImage, withLibraries, URLLIB3_CVES, PYTHON_APP } =
-    await import("../src/devenv/library-images.ts");
+  const { pushPythonAppImage, libraryReport } = await import("../src/devenv/library-images.ts");
   const { reportFacts } = await import("../src/decide/index.ts");
   const { planLibraries } = await import("../src/api/index.ts");
   const { patchImage, localExecutor } = await import("../src/patch/index.ts");
   const repo = "p9/python-app";
   await pushPythonAppImage(env.registryHost, `${repo}:base`, env.buildkitAddr);
-  const path = `${PYTHON_APP.sitePackages}/urllib3-${PYTHON_APP.version}.dist-info/METADATA`;
   const registry = new RegistryClient();
   const executor = localExecutor({ copaPath: goBinary("copa") });
   // A source image of its own per run (a marker layer): no BuildKit cache shared between them.
   const timed = async (label: string, os: boolean, libraries: boolean): Promise<number> => {
     await pushVariant(env.registryHost, repo, "base", label, `p9-${label}-${stamp}`);
     const ref = `${env.registryHost}/${repo}:${label}`;
-    const report = await withLibraries(
-      await honestReportForImage(ref, `p9-${label}`),
-      ref,
-      "python-pkg",
-      PYTHON_APP.name,
-      PYTHON_APP.version,
-      path,
-      URLLIB3_CVES,
-    );
+    const report = await libraryReport(ref, `p9-${label}`, "default", "python");
     const parsed = parseReport(report);
     if (!parsed.ok) throw new Error(parsed.message);
     const facts = reportFacts(parsed.value);

@@ -39,6 +39,12 @@ test("planLibraries - by default (os only) nothing is patched and every finding 
     ["LibraryNotPatched", "LibraryNotPatched"],
   );
   assert.match(p.findings[0]!.message, /packageTypes: \[os, library\]/);
+  // A Go binary is never patched here: the message does not send the user to packageTypes.
+  const go = planLibraries(
+    [{ ...minimist, type: "gobinary", packageName: "stdlib", installedVersion: "v1.22.1" }],
+    {},
+  );
+  assert.equal(go.findings[0]!.reason, "NotPatchable");
 });
 
 test("planLibraries - opted in: one update per package and place, at the highest fix its CVEs need", () => {

@@ -197,15 +197,15 @@ function unpatchable(
 ): { reason: LibraryReason; message: string } | undefined {
   const fix = f.fixedVersions[0];
   const instead = `update ${f.packageName} to ${fix} in the image's build`;
-  if (!on)
-    return {
-      reason: LibraryReason.LibraryNotPatched,
-      message: `a ${f.type} package: the policy patches OS packages only (packageTypes: [os, library] patches it); or ${instead}`,
-    };
   if (!isLibraryType(f.type))
     return {
       reason: LibraryReason.NotPatchable,
       message: `a ${f.type} package: vuln-patcher has copa update Python and Node.js packages only; ${instead}`,
+    };
+  if (!on)
+    return {
+      reason: LibraryReason.LibraryNotPatched,
+      message: `a ${f.type} package: the policy patches OS packages only (packageTypes: [os, library] patches it); or ${instead}`,
     };
   if (index)
     return {

@@ -44,6 +44,11 @@ Takes patch requests from NATS JetStream and runs copa on BuildKit for each.
   --job-namespace NS            where Jobs run (default: the PatchJob's namespace)
   --buildkit-tls-secret NAME    Secret with ca.crt, tls.crt, tls.key mounted into Jobs
   --job-resources JSON          the copa container's resources, e.g. '{"limits":{"memory":"512Mi"}}'
+  --copa-https-proxy URL        HTTPS_PROXY for copa, which passes it into its build steps:
+                                pip and npm reach PyPI and npm's registry through it
+                                (library updates; $COPA_HTTPS_PROXY)
+  --copa-no-proxy LIST          NO_PROXY beside it: hosts copa reaches directly (BuildKit,
+                                the registries; $COPA_NO_PROXY)
   --insecure-registry HOST      reach HOST over plain HTTP (repeatable; loopback always is)
   --ack-wait D                  redeliver when a worker goes silent this long (default ${DEFAULT_ACK_WAIT_MS / 1000}s)
   --max-deliver N               attempts before a PatchJob is Failed (default ${DEFAULT_MAX_DELIVER})
@@ -78,6 +83,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
     "job-namespace": { type: "string" },
     "buildkit-tls-secret": { type: "string" },
     "job-resources": { type: "string" },
+    "copa-https-proxy": { type: "string" },
+    "copa-no-proxy": { type: "string" },
     "insecure-registry": { type: "string", multiple: true },
     "ack-wait": { type: "string" },
     "max-deliver": { type: "string" },
@@ -198,10 +205,12 @@ function executorFromFlags(
   const buildkitTLSFiles = executorKind === "kubernetes" ? tls : undefined;
   if (executorKind === "kubernetes" && (tls || str("buildkit-tls-secret")))
     tls = { caCert: `${CERTS_DIR}/ca.crt`, cert: `${CERTS_DIR}/tls.crt`, key: `${CERTS_DIR}/tls.key` };
+  const env = copaProxyEnv(str("copa-https-proxy"), str("copa-no-proxy"));
   const executor =
     executorKind === "local"
-      ? localExecutor({ copaPath: str("copa") })
+      ? localExecutor({ copaPath: str("copa"), ...(env ? { env } : {}) })
       : kubernetesExecutor({
+          ...(env ? { env } : {}),
           kc,
           namespace: str("job-namespace"),
           image:
@@ -215,6 +224,28 @@ function executorFromFlags(
           log,
         });
   return { executor, executorKind, buildkitAddr, tls };
+}
+
+/** --copa-https-proxy and --copa-no-proxy (or their variables): copa's proxy settings, checked. */
+export function copaProxyEnv(
+  https = process.env.COPA_HTTPS_PROXY,
+  noProxy = process.env.COPA_NO_PROXY,
+): Record<string, string> | undefined {
+  if (!https) {
+    if (noProxy) throw new UsageError("--copa-no-proxy goes with --copa-https-proxy");
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(https);
+  } catch {
+    throw new UsageError(`--copa-https-proxy: ${JSON.stringify(https)} is not a URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new UsageError(`--copa-https-proxy: ${JSON.stringify(https)} is not an http(s):// URL`);
+  if (noProxy !== undefined && !/^[A-Za-z0-9.,:/*_-]*$/.test(noProxy))
+    throw new UsageError(`--copa-no-proxy: ${JSON.stringify(noProxy)} is not a list of hosts`);
+  return { HTTPS_PROXY: https, ...(noProxy ? { NO_PROXY: noProxy } : {}) };
 }
 
 /** --signing-key: cosign signs each published image (docs/signing.md). */

@@ -52,6 +52,8 @@ export interface DecideSettings {
   ignoreErrors?: boolean;
   /** Patch the platforms of a multi-arch index together, as one index. @default true */
   groupIndexes?: boolean;
+  /** Without a policy (an ad-hoc patch of a report): which package types, how far a library may move. */
+  libraries?: LibrarySettings;
   /** The PatchPolicy chosen for the report (none: the controller's settings alone). */
   policy?: {
     name: string;
@@ -242,7 +244,12 @@ export type ReportSettings = Omit<DecideSettings, "policy">;
 
 /** The policy patches OS packages (the default; packageTypes can leave them out). */
 function patchesOS(settings: DecideSettings): boolean {
-  return settings.policy?.libraries?.packageTypes?.includes("os") ?? true;
+  return librarySettingsOf(settings)?.packageTypes?.includes("os") ?? true;
+}
+
+/** The policy's library settings, else the request's own (an ad-hoc patch of a report). */
+function librarySettingsOf(settings: DecideSettings): LibrarySettings | undefined {
+  return settings.policy?.libraries ?? settings.libraries;
 }
 
 /** The report's library findings under the policy: the updates, and each finding with what happens to it. */
@@ -251,7 +258,7 @@ export function libraryPlanFor(
   settings: DecideSettings,
 ): LibraryPlan {
   const index = (settings.groupIndexes ?? true) && !!report.imageMetadata.indexDigest;
-  return planLibraries(report.libraries, settings.policy?.libraries ?? {}, index);
+  return planLibraries(report.libraries, librarySettingsOf(settings) ?? {}, index);
 }
 
 /** The counts before a patch: the report's findings, and those a patch under the policy could fix. */

@@ -135,7 +135,7 @@ test("decisions - a report's language-package findings are listed with the queue
     [
       ["left-pad", "node-pkg", "-", "NoFixPublished", "-"],
       ["minimist", "node-pkg", "1.2.6", "LibraryNotPatched", "app/node_modules/minimist/package.json"],
-      ["stdlib", "gobinary", "1.22.7", "LibraryNotPatched", "-"], // the fixture's Go binary
+      ["stdlib", "gobinary", "1.22.7", "NotPatchable", "-"], // the fixture's Go binary: not given to copa
     ],
   );
   assert.match(a.queued.libraries![1]!.message, /update minimist to 1\.2\.6 in the image's build/);

@@ -22,6 +22,7 @@ export {
   type Decision,
   isReportPatchJob,
   LeaveReason,
+  libraryPlanFor,
   type ReportInput,
   type ReportPatchSpec,
   type ReportSettings,

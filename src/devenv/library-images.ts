@@ -13,6 +13,7 @@ import { buildDockerfile, derivedLayout, nodeLayout } from "./cluster-images.ts"
 import { pushLayout, pushOCI, sh } from "./images.ts";
 import { cacheDir, REPO_ROOT } from "./tools.ts";
 import { testRegistryClient } from "./registry.ts";
+import { honestReportForImage } from "./honest-report.ts";
 import { parseImageRef } from "../api/index.ts";
 
 const HOST_CA = "/etc/ssl/certs/ca-certificates.crt";
@@ -150,32 +151,54 @@ async function topDiffID(image: string): Promise<string> {
   ).rootfs.diff_ids.at(-1)!;
 }
 
+/** Where each image's library is, and its real CVEs with the fixes the registries publish. */
+export const APP_LIBRARIES = {
+  python: {
+    type: "python-pkg",
+    purl: "pypi",
+    name: PYTHON_APP.name,
+    version: PYTHON_APP.version,
+    path: `${PYTHON_APP.sitePackages}/${PYTHON_APP.name}-${PYTHON_APP.version}.dist-info/METADATA`,
+    cves: URLLIB3_CVES,
+  },
+  node: {
+    type: "node-pkg",
+    purl: "npm",
+    name: NODE_APP.name,
+    version: NODE_APP.version,
+    path: `${NODE_APP.dir}/node_modules/${NODE_APP.name}/package.json`,
+    cves: [["CVE-2021-44906", ["1.2.6"]]],
+  },
+} as const;
+
+type CVEs = ReadonlyArray<readonly [string, readonly string[]]>;
+
 /**
- * A report with the libraries' findings added as sbomscanner writes them (a lang-pkgs
- * result, each finding with the package's path and the layer it is in: the top one).
+ * The honest report of one of these images (its OS findings) with its library's
+ * findings added as sbomscanner writes them: a lang-pkgs result, each finding with the
+ * package's path and the layer it is in (the top one). `cves` overrides the real list.
  */
-export async function withLibraries(
-  report: Record<string, unknown>,
+export async function libraryReport(
   image: string,
-  type: string,
   name: string,
-  installed: string,
-  path: string,
-  cves: ReadonlyArray<readonly [string, readonly string[]]>,
+  namespace: string,
+  app: keyof typeof APP_LIBRARIES,
+  cves?: CVEs,
 ): Promise<Record<string, unknown>> {
-  const r = report as { report: { results: unknown[] } };
+  const lib = APP_LIBRARIES[app];
+  const report = await honestReportForImage(image, name, namespace);
   const diffID = await topDiffID(image);
-  r.report.results.push({
-    target: type === "node-pkg" ? "Node.js" : "Python",
+  (report as { report: { results: unknown[] } }).report.results.push({
+    target: app === "node" ? "Node.js" : "Python",
     class: "lang-pkgs",
-    type,
-    vulnerabilities: cves.map(([cve, fixed]) => ({
+    type: lib.type,
+    vulnerabilities: (cves ?? (lib.cves as CVEs)).map(([cve, fixed]) => ({
       cve,
-      packageName: name,
-      purl: `pkg:${type === "node-pkg" ? "npm" : "pypi"}/${name}@${installed}`,
-      installedVersion: installed,
+      packageName: lib.name,
+      purl: `pkg:${lib.purl}/${lib.name}@${lib.version}`,
+      installedVersion: lib.version,
       fixedVersions: [...fixed],
-      packagePath: path,
+      packagePath: lib.path,
       severity: "HIGH",
       diffID,
       suppressed: false,

@@ -5,16 +5,28 @@
 // each GET on to the mirror the environment's images name (what debootstrap and the
 // local tests use). Pods send nothing past the bridge.
 //
+// It is also the HTTPS proxy of copa's library updates (HTTPS_PROXY): a CONNECT tunnel
+// to the hosts --connect names (PyPI, npm's registry) and to nothing else; TLS stays
+// end to end between the Pod and the registry.
+//
 // Standalone (no imports from the project): the environment starts it as a child
 // process with Node's own TypeScript support, and stops it by pid.
-//   node mirror-proxy.ts [--owner-dir=DIR] LISTEN_HOST:PORT /debian=http://deb.debian.org/debian ...
+//   node mirror-proxy.ts [--owner-dir=DIR] [--connect=HOST:PORT,...] LISTEN_HOST:PORT /debian=http://deb.debian.org/debian ...
 import { createServer } from "node:http";
+import { connect } from "node:net";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream } from "node:stream/web";
 
 // --owner-dir=DIR names the environment, so a reclaim finds this process by its directory.
-const [listen, ...maps] = process.argv.slice(2).filter((a) => !a.startsWith("--owner-dir="));
+const [listen, ...maps] = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const tunnels = new Set(
+  process.argv
+    .slice(2)
+    .filter((a) => a.startsWith("--connect="))
+    .flatMap((a) => a.slice("--connect=".length).split(","))
+    .filter(Boolean),
+);
 if (!listen || maps.length === 0) {
   process.stderr.write("usage: mirror-proxy HOST:PORT /prefix=URL ...\n");
   process.exit(2);
@@ -72,10 +84,31 @@ const server = createServer((req, res) => {
       res.end();
     });
 });
+// CONNECT host:port, for the allowed hosts only: the bytes pass through (TLS end to end).
+server.on("connect", (req, socket, head) => {
+  const to = req.url ?? "";
+  if (!tunnels.has(to)) {
+    socket.end("HTTP/1.1 403 Forbidden\r\n\r\n");
+    return;
+  }
+  const i = to.lastIndexOf(":");
+  const upstream = connect(Number(to.slice(i + 1)), to.slice(0, i), () => {
+    socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    if (head.length) upstream.write(head);
+    upstream.pipe(socket);
+    socket.pipe(upstream);
+  });
+  upstream.setTimeout(300_000, () => upstream.destroy());
+  upstream.on("error", (err) => {
+    process.stderr.write(`CONNECT ${to}: ${err.message}\n`);
+    if (socket.writable) socket.end("HTTP/1.1 502 Bad Gateway\r\n\r\n");
+  });
+  socket.on("error", () => upstream.destroy());
+});
 const colon = listen.lastIndexOf(":");
 server.listen(Number(listen.slice(colon + 1)), listen.slice(0, colon), () => {
   process.stderr.write(
-    `mirror proxy on ${listen}: ${routes.map((r) => `${r.prefix} -> ${r.upstream}`).join(", ")}\n`,
+    `mirror proxy on ${listen}: ${routes.map((r) => `${r.prefix} -> ${r.upstream}`).join(", ")}; CONNECT to ${[...tunnels].join(", ") || "nothing"}\n`,
   );
 });
 for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => server.close(() => process.exit(0)));

@@ -38,6 +38,12 @@ export const BRIDGE = "vpbr0";
 export const POD_CIDR = "10.244.0.0/24";
 /** The bridge's address: the node IP, reachable from the host and from Pods, from nowhere else. */
 export const NODE_IP = "10.244.0.1";
+/**
+ * The node's HTTPS proxy for copa's library updates (pip and npm inside the BuildKit Pod):
+ * the mirror proxy, tunnelling to the package registries below and nowhere else.
+ */
+export const NODE_HTTPS_PROXY = `http://${NODE_IP}:80`;
+const LIBRARY_REGISTRIES = ["pypi.org:443", "files.pythonhosted.org:443", "registry.npmjs.org:443"];
 const TABLES = ["filter", "nat", "mangle", "raw"];
 /** Directories outside the environment that the node's components make (and we remove if they did). */
 const HOST_DIRS = [
@@ -578,6 +584,7 @@ export async function startNode(o: NodeOptions): Promise<Node> {
         // Beside this file: .ts from source, .js once compiled (dist/).
         fileURLToPath(import.meta.url).replace(/node\.(ts|js)$/, "mirror-proxy.$1"),
         `--owner-dir=${o.dir}`,
+        `--connect=${LIBRARY_REGISTRIES.join(",")}`,
         `${NODE_IP}:80`,
         ...routes.map((r) => `${r.prefix}=${r.upstream}`),
       ],

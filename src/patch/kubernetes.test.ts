@@ -189,3 +189,24 @@ test("kubernetes executor - a multi-arch patch mounts one manifest file per plat
     /invalid manifest file name/,
   );
 });
+
+test("kubernetes executor - copa's proxy settings and a run's own environment reach the copa container", () => {
+  const job = buildJob(
+    {
+      kc: undefined as never,
+      image: "copa:1",
+      env: { HTTPS_PROXY: "http://10.244.0.1:80", NO_PROXY: ".svc,10.0.0.0/8" },
+    },
+    { ...request(), env: { COPA_EXPERIMENTAL: "1" } },
+    "team-a",
+  );
+  const env = job.spec!.template.spec!.containers[0]!.env!;
+  assert.deepEqual(
+    env.filter((e) => e.name !== "HOME" && e.name !== "DOCKER_CONFIG").map((e) => [e.name, e.value]),
+    [
+      ["HTTPS_PROXY", "http://10.244.0.1:80"],
+      ["NO_PROXY", ".svc,10.0.0.0/8"],
+      ["COPA_EXPERIMENTAL", "1"],
+    ],
+  );
+});

@@ -33,6 +33,8 @@ export interface KubernetesExecutorOptions {
   /** @default 2_000 */
   pollMs?: number;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  /** Environment of every copa container (HTTPS_PROXY and NO_PROXY for library updates). */
+  env?: Record<string, string>;
   log?: Logger;
 }
 
@@ -73,7 +75,7 @@ export function buildJob(o: KubernetesExecutorOptions, req: CopaRequest, namespa
     mounts.push({ name: "manifest", mountPath: MANIFEST_DIR, readOnly: true } as (typeof mounts)[number]);
   }
   const env = [{ name: "HOME", value: "/tmp" }];
-  for (const [k, v] of Object.entries(req.env ?? {})) env.push({ name: k, value: v });
+  for (const [k, v] of Object.entries({ ...o.env, ...req.env })) env.push({ name: k, value: v });
   // This run's own Secret (created with the Job, owned by it): the tenant's registry
   // credentials and the BuildKit client files.
   const runSecret = runSecretKeys(o, req);

@@ -1,8 +1,17 @@
 // The spec of an ad-hoc patch (POST .../patchjobs): of an image reference, or of a report
 // in the caller's namespace (whose read the caller must be allowed too: the server
 // reads it with its own rights).
-import { parseImageRef, type PatchJobSpec, REPORT_GROUP, REPORT_PLURAL, Source } from "../api/index.ts";
-import { patchJobNameForIndex, type ReportSummary, specFromReport } from "../decide/index.ts";
+import {
+  type LibrarySettings,
+  type PackageType,
+  parseImageRef,
+  type PatchJobSpec,
+  type PatchLevel,
+  REPORT_GROUP,
+  REPORT_PLURAL,
+  Source,
+} from "../api/index.ts";
+import { libraryPlanFor, patchJobNameForIndex, type ReportSummary, specFromReport } from "../decide/index.ts";
 import type { Store } from "../kube/index.ts";
 
 import { errorMessage } from "../util/index.ts";
@@ -26,7 +35,7 @@ export async function adhocSpec(
       namespace: ns,
       name: b.report,
     });
-    return reportSpec(ns, b.report, reports.get(`${ns}/${b.report}`), dryRun);
+    return reportSpec(ns, b.report, reports.get(`${ns}/${b.report}`), dryRun, librarySettings(b));
   }
   if (typeof b.image !== "string")
     throw new HttpError(
@@ -55,7 +64,24 @@ export async function adhocSpec(
   };
 }
 
-function reportSpec(ns: string, name: string, s: ReportSummary | undefined, dryRun: boolean): PatchJobSpec {
+/** packageTypes and libraryPatchLevel of the request body, as a PatchPolicy has them. */
+function librarySettings(b: Record<string, unknown>): LibrarySettings {
+  const types = b.packageTypes ?? ["os"];
+  if (!Array.isArray(types) || types.length === 0 || !types.every((t) => t === "os" || t === "library"))
+    throw new HttpError(400, 'packageTypes: a list of "os" and "library"');
+  const level = b.libraryPatchLevel ?? "patch";
+  if (level !== "patch" && level !== "minor" && level !== "major")
+    throw new HttpError(400, 'libraryPatchLevel: "patch", "minor" or "major"');
+  return { packageTypes: types as PackageType[], patchLevel: level as PatchLevel };
+}
+
+function reportSpec(
+  ns: string,
+  name: string,
+  s: ReportSummary | undefined,
+  dryRun: boolean,
+  libraries: LibrarySettings,
+): PatchJobSpec {
   if (!s) throw new HttpError(404, `VulnerabilityReport ${ns}/${name} not found`);
   const im = s.facts?.imageMetadata;
   if (im?.indexDigest && !dryRun)
@@ -68,6 +94,14 @@ function reportSpec(ns: string, name: string, s: ReportSummary | undefined, dryR
       422,
       `report ${name} cannot be patched: ${s.facts?.conversion.ok === false ? s.facts.conversion.message : s.invalid?.message}`,
     );
-  const spec = specFromReport(s.facts, s.facts.conversion.value);
+  const settings = { libraries };
+  if (!libraries.packageTypes?.includes("os") && libraryPlanFor(s.facts, settings).updates.length === 0)
+    throw new HttpError(422, `report ${name} lists no Python or Node.js package with a fix to patch`);
+  const spec = specFromReport(
+    s.facts,
+    s.facts.conversion.value,
+    settings,
+    libraryPlanFor(s.facts, settings).updates,
+  );
   return { ...spec, source: Source.Manual, ...(dryRun ? { dryRun: true } : {}) };
 }

@@ -135,6 +135,17 @@ export function openAPIDocument(): Record<string, unknown> {
               description: "A VulnerabilityReport in the namespace: patch what it lists",
             },
             dryRun: { type: "boolean", description: "Plan only: the PatchJob ends Planned" },
+            packageTypes: {
+              type: "array",
+              items: { type: "string", enum: ["os", "library"] },
+              description:
+                "With report: what to patch, as a PatchPolicy's packageTypes (default [os]; library: its Python and Node.js packages)",
+            },
+            libraryPatchLevel: {
+              type: "string",
+              enum: ["patch", "minor", "major"],
+              description: "With report: the highest version jump of a library update (default patch)",
+            },
           },
         },
         Report: {

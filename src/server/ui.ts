@@ -145,6 +145,18 @@ function rollout(s) {
   return el("div", { class: n.RolledBack || n.RollingBack ? "reason" : "muted", "data-field": "rollout", title }, text);
 }
 
+// The language-library findings (status.libraries): counts per outcome, each CVE and why in the title.
+function libraries(s) {
+  const l = s.libraries;
+  if (!l || l.length === 0) return "";
+  const n = {};
+  for (const f of l) n[f.reason] = (n[f.reason] || 0) + 1;
+  const words = { Fixed: "fixed", Planned: "planned", NotFixed: "not fixed", NotPatchable: "not patchable", BeyondPatchLevel: "beyond the patch level", LibraryNotPatched: "not patched (OS only)", NoFixPublished: "no fix yet" };
+  const text = "libraries: " + Object.keys(words).filter((k) => n[k]).map((k) => n[k] + " " + words[k]).join(", ");
+  const title = l.map((f) => f.cve + " " + f.packageName + " " + f.installedVersion + (f.fixedVersion ? " -> " + f.fixedVersion : "") + ": " + f.reason + " - " + f.message).join("\\n");
+  return el("div", { class: n.NotFixed || n.NotPatchable ? "reason" : "muted", "data-field": "libraries", title }, text);
+}
+
 function renderJobs() {
   const tb = $("jobs");
   tb.replaceChildren();
@@ -165,7 +177,7 @@ function renderJobs() {
       el("td", { class: "num" }, s.attempts || 0),
       el("td", { class: "num" }, vul.before && vul.before.fixable != null ? vul.before.fixable : ""),
       el("td", { class: "num" }, vul.after && vul.after.fixed != null ? vul.after.fixed : ""),
-      el("td", {}, el("code", { "data-field": "patched" }, patched), proof(s), rollout(s)),
+      el("td", {}, el("code", { "data-field": "patched" }, patched), proof(s), rollout(s), libraries(s)),
       el("td", { class: failed ? "reason" : "muted", "data-field": "reason" }, why)));
   }
   renderReports();

@@ -35,7 +35,9 @@ import {
   verifyImage,
 } from "../../src/patch/index.ts";
 import { sbomscannerCRDs } from "../../src/devenv/crds.ts";
-import { hostState } from "../../src/devenv/node.ts";
+import { hostState, NODE_HTTPS_PROXY, NODE_IP } from "../../src/devenv/node.ts";
+import { libraryReport, pushPythonAppImage } from "../../src/devenv/library-images.ts";
+import { readLibraries } from "../../src/registry/index.ts";
 import { honestReportForImage } from "../../src/devenv/honest-report.ts";
 import { reportsApi } from "../../src/devenv/kube.ts";
 import { waitForPhase } from "../support/patchjobs.ts";
@@ -195,6 +197,12 @@ test("cluster - node Ready; images built by BuildKit from the Dockerfiles; helm 
       "rollout.enabled=true",
       "--set",
       `rollout.namespaces={${APPS}}`,
+      // Library updates: pip inside the BuildKit Pod reaches PyPI through the node's proxy;
+      // copa reaches BuildKit (a .svc name) and the registry (the node) directly.
+      "--set",
+      `worker.copaProxy.https=${NODE_HTTPS_PROXY}`,
+      "--set",
+      `worker.copaProxy.noProxy=.svc\\,${NODE_IP}\\,127.0.0.1`,
     ],
   });
   timings["helm install -> every Pod Ready"] = `${((Date.now() - t2) / 1000).toFixed(1)} s`;
@@ -795,6 +803,58 @@ test("cluster - rollout rollback: a readiness probe that fails on the patched im
     fragile.finishedAt!,
   );
   t.diagnostic(`${fragile.reason}: ${fragile.message}; ${JSON.stringify(timings)}`);
+});
+
+test("cluster - library updates in a copa Job: pip inside the BuildKit Pod reaches PyPI through the node's proxy; the CVEs fixed, checked in the image's METADATA", async (t) => {
+  const kc = env.kubeConfig();
+  const image = `${env.registryHost}/apps/python-app:1`;
+  await pushPythonAppImage(env.registryHost, "apps/python-app:1", env.buildkitAddr);
+  await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    group: "vulnpatcher.io",
+    version: "v1alpha1",
+    plural: POLICY_PLURAL,
+    namespace: APPS,
+    body: {
+      apiVersion: "vulnpatcher.io/v1alpha1",
+      kind: "PatchPolicy",
+      metadata: { name: "libraries" },
+      // Libraries only: OS updates in a Job are the tests' above (and apt would add its time).
+      spec: { selector: { repository: "apps/python-app" }, packageTypes: ["library"] },
+    },
+  });
+  await waitFor(
+    "the libraries policy Ready",
+    async () => {
+      const p = (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
+        group: "vulnpatcher.io",
+        version: "v1alpha1",
+        plural: POLICY_PLURAL,
+        namespace: APPS,
+        name: "libraries",
+      })) as { status?: { conditions?: Array<{ type: string; status: string }> } };
+      return p.status?.conditions?.find((c) => c.type === "Ready" && c.status === "True");
+    },
+    60_000,
+    300,
+  );
+  const t0 = Date.now();
+  await reportsApi(kc).create(await libraryReport(image, "python-app", APPS, "python"));
+  const pj = await waitForPhase(kc, APPS, "python-app", ["Succeeded", "Failed", "NoOp"], 600_000);
+  timings["library patch in the cluster"] = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  assert.equal(pj.status?.phase, "Succeeded", pj.status?.message);
+  const reasons = Object.fromEntries((pj.status?.libraries ?? []).map((f) => [f.cve, f.reason]));
+  assert.equal(reasons["CVE-2021-33503"], "Fixed", JSON.stringify(pj.status?.libraries));
+  assert.equal(reasons["CVE-2024-37891"], "Fixed");
+  assert.equal(reasons["CVE-2025-50181"], "BeyondPatchLevel");
+  assert.equal(pj.spec.updates, undefined, "no OS updates asked for");
+  const registry = testRegistryClient();
+  const ref = { ...parseImageRef(pj.status!.patchedImage!.reference!), tag: undefined };
+  const m = await registry.manifestFor({ ...ref, digest: pj.status!.patchedImage!.digest! }, "linux/amd64");
+  const [versions] = await readLibraries(registry, ref, m!.manifest.layers, [
+    { type: "python-pkg", name: "urllib3", path: pj.spec.libraryUpdates![0]!.path },
+  ]);
+  assert.deepEqual(versions, ["1.26.19"]);
+  t.diagnostic(JSON.stringify(timings));
 });
 
 test("cluster - stopping the environment leaves no process, mount, bridge, iptables chain or cgroup; ip_forward as it was", async (t) => {

@@ -9,7 +9,13 @@ import { attachEnv, setup, type Endpoints, type Env, type EnvOptions } from "../
 import { installAllCRDs } from "../../src/devenv/crds.ts";
 import { RegistryClient } from "../../src/registry/index.ts";
 import { parseImageRef, type ImageRef } from "../../src/api/index.ts";
-import { defaultPolicy, GRANT_PLURAL, POLICY_PLURAL, type TenantGrantSpec } from "../../src/api/index.ts";
+import {
+  defaultPolicy,
+  GRANT_PLURAL,
+  POLICY_PLURAL,
+  type PatchPolicySpec,
+  type TenantGrantSpec,
+} from "../../src/api/index.ts";
 import { CustomObjectsApi } from "@kubernetes/client-node";
 
 export const SHARED_ENV_VAR = "VP_SHARED_ENV";
@@ -62,7 +68,7 @@ export async function namespaces(env: Env, ...names: string[]): Promise<Record<s
 export async function installPolicy(
   env: Env,
   namespace: string,
-  o: { global?: boolean } = {},
+  o: { global?: boolean; spec?: Partial<PatchPolicySpec> } = {},
 ): Promise<void> {
   const p = defaultPolicy(namespace);
   await env
@@ -73,7 +79,7 @@ export async function installPolicy(
       version: "v1alpha1",
       plural: POLICY_PLURAL,
       namespace,
-      body: { ...p, spec: { ...p.spec, allNamespaces: !!o.global } },
+      body: { ...p, spec: { ...p.spec, allNamespaces: !!o.global, ...o.spec } },
     });
 }
 
