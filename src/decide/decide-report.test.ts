@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import type { Decision } from "./decide-report.ts";
 import { decide } from "../../test/support/decide.ts";
 import { API_VERSION, KIND, parseReport, type PatchJob, type VulnerabilityReport } from "../api/index.ts";
-import { alpineReport, clone, debianReport } from "../../test/fixtures/reports.ts";
+import { alpineReport, clone, debianReport, debianReportWithPython } from "../../test/fixtures/reports.ts";
 
 function parsed(o: unknown): VulnerabilityReport {
   const r = parseReport(o);
@@ -224,25 +224,7 @@ test("decide - policies: another policy or a DryRun switch patches again; a Patc
 
 /** The Debian report with a Python package finding (and its Go binary finding). */
 function withPython(): VulnerabilityReport {
-  const raw = debianReport() as { report: { results: unknown[] } };
-  raw.report.results.push({
-    target: "Python",
-    class: "lang-pkgs",
-    type: "python-pkg",
-    vulnerabilities: [
-      {
-        cve: "CVE-2021-33503",
-        packageName: "urllib3",
-        purl: "pkg:pypi/urllib3@1.26.4",
-        installedVersion: "1.26.4",
-        fixedVersions: ["1.26.5"],
-        packagePath: "usr/local/lib/python3.11/dist-packages/urllib3-1.26.4.dist-info/METADATA",
-        severity: "HIGH",
-        suppressed: false,
-      },
-    ],
-  });
-  return parsed(raw);
+  return parsed(debianReportWithPython());
 }
 
 const LIBRARY_POLICY = {

@@ -3,31 +3,14 @@ import assert from "node:assert/strict";
 import { adhocSpec } from "./adhoc.ts";
 import { summarizeReport, type ReportSummary } from "../decide/index.ts";
 import type { Store } from "../kube/index.ts";
-import { debianReport } from "../../test/fixtures/reports.ts";
+import { debianReport, debianReportWithPython } from "../../test/fixtures/reports.ts";
 import { HttpError } from "./respond.ts";
 
 /** The Debian fixture with a Python package finding. */
 function store(withPython: boolean): Store<ReportSummary> {
-  const raw = debianReport() as {
+  const raw = (withPython ? debianReportWithPython() : debianReport()) as {
     metadata: { namespace: string; name: string };
-    report: { results: unknown[] };
   };
-  if (withPython)
-    raw.report.results.push({
-      target: "Python",
-      class: "lang-pkgs",
-      type: "python-pkg",
-      vulnerabilities: [
-        {
-          cve: "CVE-2021-33503",
-          packageName: "urllib3",
-          installedVersion: "1.26.4",
-          fixedVersions: ["1.26.5"],
-          severity: "HIGH",
-          suppressed: false,
-        },
-      ],
-    });
   const summary = summarizeReport(raw as never);
   const key = `${raw.metadata.namespace}/${raw.metadata.name}`;
   return { get: (k: string) => (k === key ? summary : undefined) } as unknown as Store<ReportSummary>;
@@ -64,4 +47,16 @@ test("ad-hoc patch of a report - bad library settings are a 400; libraries alone
   assert.equal(await status({ packageTypes: "library" }), 400);
   assert.equal(await status({ libraryPatchLevel: "huge" }), 400);
   assert.equal(await status({ packageTypes: ["library"] }, false), 422);
+});
+
+test("ad-hoc patch of a report with nothing fixable - a 422 that says so, never a spec without updates (update everything)", async () => {
+  const raw = debianReport() as { report: { results: Array<{ class: string; vulnerabilities: unknown[] }> } };
+  for (const r of raw.report.results) if (r.class === "os-pkgs") r.vulnerabilities = [];
+  const summary = summarizeReport(raw as never);
+  const one = { get: () => summary } as unknown as Store<ReportSummary>;
+  await assert.rejects(adhocSpec(NS, { report: NAME }, one, allow), (err: HttpError) => {
+    assert.equal(err.status, 422);
+    assert.match(err.message, /lists nothing fixable/);
+    return true;
+  });
 });

@@ -95,13 +95,16 @@ function reportSpec(
       `report ${name} cannot be patched: ${s.facts?.conversion.ok === false ? s.facts.conversion.message : s.invalid?.message}`,
     );
   const settings = { libraries };
-  if (!libraries.packageTypes?.includes("os") && libraryPlanFor(s.facts, settings).updates.length === 0)
-    throw new HttpError(422, `report ${name} lists no Python or Node.js package with a fix to patch`);
-  const spec = specFromReport(
-    s.facts,
-    s.facts.conversion.value,
-    settings,
-    libraryPlanFor(s.facts, settings).updates,
-  );
+  const libs = libraryPlanFor(s.facts, settings).updates;
+  const os = libraries.packageTypes?.includes("os") ?? true;
+  // Nothing to patch is said here: a spec without updates would mean "update everything".
+  if ((os ? s.facts.conversion.value.updates.length : 0) + libs.length === 0)
+    throw new HttpError(
+      422,
+      os
+        ? `report ${name} lists nothing fixable: no OS package${libraries.packageTypes?.includes("library") ? " or library" : ""} with a fix newer than installed`
+        : `report ${name} lists no Python or Node.js package with a fix to patch`,
+    );
+  const spec = specFromReport(s.facts, s.facts.conversion.value, settings, libs);
   return { ...spec, source: Source.Manual, ...(dryRun ? { dryRun: true } : {}) };
 }

@@ -60,6 +60,8 @@ let pipeline: AsyncDisposable | undefined;
 let py: string;
 let node: string;
 let nodeReport: Record<string, unknown>;
+let reportFile: string;
+let cliRun: ReturnType<typeof patchCli> | undefined;
 
 before(async () => {
   env = await testEnv();
@@ -84,6 +86,13 @@ before(async () => {
     await libraryReport(fault, "python-fault", NS, "python", [["CVE-2021-33503", ["1.26.999"]]]),
   ])
     await reportsApi(kc).create(r);
+  // The patch command on the Node.js image at the same time (its library alone, its own tag).
+  reportFile = join(env.dir, `${NS}-node-report.json`);
+  await writeFile(reportFile, JSON.stringify(nodeReport));
+  cliRun = patchCli([
+    ...["-i", node, "-r", reportFile, "-a", env.buildkitAddr, "-t", "1-cli"],
+    ...["--pkg-types", "library", "--json"],
+  ]);
 });
 
 after(async () => {
@@ -155,24 +164,11 @@ test("libraries - a Python and a Node.js image patched for real: OS and library 
   assert.equal(noop.status?.patchedImage?.digest, pyJob!.status?.patchedImage?.digest);
 
   // The patch command, like kubescape patch: the Node.js report's library alone.
-  const file = join(env.dir, `${NS}-node-report.json`);
-  await writeFile(file, JSON.stringify(nodeReport));
-  const bad = await patchCli(["-i", node, "-r", file, "--pkg-types", "library,go"]);
+  // (It was started with the others, in before().)
+  const bad = await patchCli(["-i", node, "-r", reportFile, "--pkg-types", "library,go"]);
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /--pkg-types: "go" is not os or library/);
-  const cli = await patchCli([
-    "-i",
-    node,
-    "-r",
-    file,
-    "-a",
-    env.buildkitAddr,
-    "-t",
-    "1-cli",
-    "--pkg-types",
-    "library",
-    "--json",
-  ]);
+  const cli = await cliRun!;
   assert.equal(cli.code, 0, cli.stderr);
   const summary = JSON.parse(cli.stdout) as {
     result: string;

@@ -545,44 +545,14 @@ test("cluster - rollout Auto: a Deployment (2 replicas) and a CronJob move to th
   const apps = kc.makeApiClient(AppsV1Api);
   const batch = kc.makeApiClient(BatchV1Api);
   const core = kc.makeApiClient(CoreV1Api);
+  libraryPatch = startLibraryPatch();
+  libraryPatch.catch(() => {}); // reported by the library test, which awaits it
   await retag(env.registryHost, "library/debian", "bookworm-vuln", ROLLOUT_TAG);
   rolloutImage = `${env.registryHost}/library/debian:${ROLLOUT_TAG}`;
   const source = await testRegistryClient().manifestFor(parseImageRef(rolloutImage));
-  await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-    group: "vulnpatcher.io",
-    version: "v1alpha1",
-    plural: POLICY_PLURAL,
-    namespace: APPS,
-    body: {
-      apiVersion: "vulnpatcher.io/v1alpha1",
-      kind: "PatchPolicy",
-      metadata: { name: "rollout" },
-      spec: {
-        selector: { tag: "rollout-.*", fixableOnly: true },
-        rollout: { mode: "Auto", timeoutSeconds: 180 },
-      },
-    },
-  });
-  // The controller has read the policy (its status says Ready) before the report comes.
-  await waitFor(
-    "the rollout policy Ready",
-    async () => {
-      const p = (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
-        group: "vulnpatcher.io",
-        version: "v1alpha1",
-        plural: POLICY_PLURAL,
-        namespace: APPS,
-        name: "rollout",
-      })) as { status?: { conditions?: Array<{ type: string; status: string; message?: string }> } };
-      return p.status?.conditions?.find((c) => c.type === "Ready" && c.status === "True");
-    },
-    60_000,
-    300,
-  ).catch(async (err: Error) => {
-    const logs = await kubectl(["-n", NS, "logs", "deploy/vp-vuln-patcher-controller", "--tail=40"]).catch(
-      (e: Error) => e.message,
-    );
-    throw new Error(`${err.message}\n${logs}`);
+  await readyPolicy("rollout", {
+    selector: { tag: "rollout-.*", fixableOnly: true },
+    rollout: { mode: "Auto", timeoutSeconds: 180 },
   });
   await apps.createNamespacedDeployment({ namespace: APPS, body: app("web", rolloutImage, { replicas: 2 }) });
   await apps.createNamespacedDeployment({
@@ -805,40 +775,51 @@ test("cluster - rollout rollback: a readiness probe that fails on the patched im
   t.diagnostic(`${fragile.reason}: ${fragile.message}; ${JSON.stringify(timings)}`);
 });
 
-test("cluster - library updates in a copa Job: pip inside the BuildKit Pod reaches PyPI through the node's proxy; the CVEs fixed, checked in the image's METADATA", async (t) => {
-  const kc = env.kubeConfig();
-  const image = `${env.registryHost}/apps/python-app:1`;
-  await pushPythonAppImage(env.registryHost, "apps/python-app:1", env.buildkitAddr);
-  await kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-    group: "vulnpatcher.io",
-    version: "v1alpha1",
-    plural: POLICY_PLURAL,
-    namespace: APPS,
-    body: {
-      apiVersion: "vulnpatcher.io/v1alpha1",
-      kind: "PatchPolicy",
-      metadata: { name: "libraries" },
-      // Libraries only: OS updates in a Job are the tests' above (and apt would add its time).
-      spec: { selector: { repository: "apps/python-app" }, packageTypes: ["library"] },
-    },
+/** A PatchPolicy in APPS, once the controller has read it (its status says Ready): before its reports come. */
+async function readyPolicy(name: string, spec: Record<string, unknown>): Promise<void> {
+  const api = env.kubeConfig().makeApiClient(CustomObjectsApi);
+  const at = { group: "vulnpatcher.io", version: "v1alpha1", plural: POLICY_PLURAL, namespace: APPS };
+  await api.createNamespacedCustomObject({
+    ...at,
+    body: { apiVersion: "vulnpatcher.io/v1alpha1", kind: "PatchPolicy", metadata: { name }, spec },
   });
   await waitFor(
-    "the libraries policy Ready",
+    `the ${name} policy Ready`,
     async () => {
-      const p = (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
-        group: "vulnpatcher.io",
-        version: "v1alpha1",
-        plural: POLICY_PLURAL,
-        namespace: APPS,
-        name: "libraries",
-      })) as { status?: { conditions?: Array<{ type: string; status: string }> } };
+      const p = (await api.getNamespacedCustomObject({ ...at, name })) as {
+        status?: { conditions?: Array<{ type: string; status: string }> };
+      };
       return p.status?.conditions?.find((c) => c.type === "Ready" && c.status === "True");
     },
     60_000,
     300,
-  );
-  const t0 = Date.now();
+  ).catch(async (err: Error) => {
+    const logs = await kubectl(["-n", NS, "logs", "deploy/vp-vuln-patcher-controller", "--tail=40"]).catch(
+      (e: Error) => e.message,
+    );
+    throw new Error(`${err.message}\n${logs}`);
+  });
+}
+
+/**
+ * The library patch's start (its image, its policy, its report): begun during the rollout
+ * test, whose waits for the kubelet leave the BuildKit Pod idle, and checked below.
+ */
+let libraryPatch: Promise<number> | undefined;
+async function startLibraryPatch(): Promise<number> {
+  const kc = env.kubeConfig();
+  const image = `${env.registryHost}/apps/python-app:1`;
+  await pushPythonAppImage(env.registryHost, "apps/python-app:1", env.buildkitAddr);
+  // Libraries only: OS updates in a Job are the tests' above (and apt would add its time).
+  await readyPolicy("libraries", { selector: { repository: "apps/python-app" }, packageTypes: ["library"] });
   await reportsApi(kc).create(await libraryReport(image, "python-app", APPS, "python"));
+  return Date.now();
+}
+
+test("cluster - library updates in a copa Job: pip inside the BuildKit Pod reaches PyPI through the node's proxy; the CVEs fixed, checked in the image's METADATA", async (t) => {
+  assert.ok(libraryPatch, "started by the rollout test");
+  const kc = env.kubeConfig();
+  const t0 = await libraryPatch;
   const pj = await waitForPhase(kc, APPS, "python-app", ["Succeeded", "Failed", "NoOp"], 600_000);
   timings["library patch in the cluster"] = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
   assert.equal(pj.status?.phase, "Succeeded", pj.status?.message);
