@@ -54,8 +54,10 @@ export interface Counts {
   binary: number;
 }
 
-/** At most this many library findings are kept per report (the CRD's limit on status.libraries). */
+/** At most this many library findings are listed in a PatchJob's status (the CRD's limit). */
 export const MAX_LIBRARY_FINDINGS = 200;
+/** At most this many are kept per report to plan from (a few hundred bytes each). */
+export const MAX_LIBRARY_FACTS = 1000;
 
 /** The report's findings in language packages and binaries (npm, PyPI, Go, .NET, ...). */
 export function libraryFindings(report: VulnerabilityReport): LibraryFact[] {
@@ -81,7 +83,7 @@ export function libraryFindings(report: VulnerabilityReport): LibraryFact[] {
   }
   return out
     .sort((a, b) => a.packageName.localeCompare(b.packageName) || a.cve.localeCompare(b.cve))
-    .slice(0, MAX_LIBRARY_FINDINGS);
+    .slice(0, MAX_LIBRARY_FACTS);
 }
 
 export interface Conversion {

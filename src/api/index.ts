@@ -29,6 +29,8 @@ export {
   type LibrarySettings,
   LibraryType,
   type LibraryUpdate,
+  libraryUpdateProblem,
+  MAX_LIBRARY_UPDATES,
   type PackageType,
   type PatchLevel,
   planLibraries,

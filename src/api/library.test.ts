@@ -1,6 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { compareLibraryVersions, type LibraryFact, planLibraries, versionJump } from "./library.ts";
+import {
+  compareLibraryVersions,
+  type LibraryFact,
+  libraryUpdateProblem,
+  MAX_LIBRARY_UPDATES,
+  planLibraries,
+  versionJump,
+} from "./library.ts";
 
 const SITE = "usr/local/lib/python3.11/dist-packages";
 const urllib3 = (cve: string, fixed: string[], installed = "1.26.4"): LibraryFact => ({
@@ -124,4 +131,29 @@ test("planLibraries - what copa cannot be given is NotPatchable with why; no fix
   const idx = planLibraries([minimist], ON, true);
   assert.deepEqual(idx.updates, []);
   assert.match(idx.findings[0]!.message, /multi-arch index/);
+});
+
+test("library updates written by hand are checked as a report's are; over the CRD's limit the rest is listed", () => {
+  const u = {
+    type: "python-pkg" as const,
+    name: "urllib3",
+    installedVersion: "1.26.4",
+    fixedVersion: "1.26.5",
+  };
+  assert.equal(libraryUpdateProblem(u), undefined);
+  assert.match(libraryUpdateProblem({ ...u, name: "$(reboot)" })!, /not a python-pkg name/);
+  assert.match(libraryUpdateProblem({ ...u, fixedVersion: "latest; rm" })!, /not a python-pkg version/);
+  assert.match(libraryUpdateProblem({ ...u, path: "/etc/../passwd" })!, /not a plain relative path/);
+  assert.match(libraryUpdateProblem({ ...u, type: "gobinary" as never })!, /not python-pkg or node-pkg/);
+  const many: LibraryFact[] = Array.from({ length: MAX_LIBRARY_UPDATES + 2 }, (_, i) => ({
+    ...minimist,
+    packageName: `pkg-${String(i).padStart(4, "0")}`,
+    path: `app/node_modules/pkg-${String(i).padStart(4, "0")}/package.json`,
+  }));
+  const p = planLibraries(many, ON);
+  assert.equal(p.updates.length, MAX_LIBRARY_UPDATES);
+  assert.deepEqual(
+    p.findings.filter((f) => f.reason === "NotPatchable").map((f) => f.packageName),
+    ["pkg-0500", "pkg-0501"],
+  );
 });

@@ -113,6 +113,20 @@ export function isSafeLibraryPath(p: string): boolean {
   return p.length <= 512 && PATH_RE.test(p) && !p.split("/").some((s) => s === ".." || s === ".");
 }
 
+/** Why a library update cannot be handed to copa (a PatchJob written by hand is checked too). */
+export function libraryUpdateProblem(u: LibraryUpdate): string | undefined {
+  if (!isLibraryType(u.type)) return `type ${JSON.stringify(u.type)} is not python-pkg or node-pkg`;
+  if (!NAME_RE[u.type].test(u.name) || u.name.length > 214)
+    return `${JSON.stringify(u.name.slice(0, 60))} is not a ${u.type} name`;
+  for (const v of [u.installedVersion, u.fixedVersion])
+    if (!isLibraryVersion(u.type, v)) return `${JSON.stringify(v.slice(0, 60))} is not a ${u.type} version`;
+  if (u.path !== undefined && !isSafeLibraryPath(u.path)) return "its path is not a plain relative path";
+  return undefined;
+}
+
+/** At most this many library updates in one patch (the CRD's limit on spec.libraryUpdates). */
+export const MAX_LIBRARY_UPDATES = 500;
+
 export interface LibraryPlan {
   updates: LibraryUpdate[];
   /** Every finding, in the report's order, with what happens to it. */
@@ -187,6 +201,18 @@ export function planLibraries(facts: readonly LibraryFact[], s: LibrarySettings,
     updates.push({ ...u, vulnerabilityIDs: [...new Set(cves.map((c) => findings[c.i]!.cve))].sort() });
   }
   updates.sort((a, b) => a.name.localeCompare(b.name) || (a.path ?? "").localeCompare(b.path ?? ""));
+  // Over the CRD's limit: the rest is listed, not dropped.
+  for (const u of updates.splice(MAX_LIBRARY_UPDATES))
+    for (const f of findings)
+      if (
+        f.reason === LibraryReason.Planned &&
+        f.type === u.type &&
+        f.packageName === u.name &&
+        f.path === u.path
+      ) {
+        f.reason = LibraryReason.NotPatchable;
+        f.message = `more than ${MAX_LIBRARY_UPDATES} library updates in one patch; update ${u.name} to ${u.fixedVersion} in the image's build`;
+      }
   return { updates, findings };
 }
 

@@ -198,6 +198,10 @@ async function patchAnIndex(
   if (!p.push) throw new UsageError("--dry-run (--no-push) is not supported for a multi-arch index yet");
   if (p.platforms?.length && p.reports.length)
     throw new UsageError("--platform goes with update-all mode; with reports, their platforms are patched");
+  if (p.flags["pkg-types"] || p.flags["library-patch-level"])
+    throw new UsageError(
+      "--pkg-types and --library-patch-level are for a single-platform image: an index is patched with OS updates",
+    );
   const result = await patchIndex({
     id: `cli-${Date.now()}`,
     source: p.source,
@@ -231,6 +235,9 @@ async function patchAnImage(
     );
   if (p.platforms?.length) throw new UsageError("--platform is for a multi-arch index");
   const r = p.reports[0];
+  // Without a report copa updates every OS package: library settings would be silently lost.
+  if (!r && (p.flags["pkg-types"] || p.flags["library-patch-level"]))
+    throw new UsageError("--pkg-types and --library-patch-level need a report (-r) that lists the libraries");
   const libs = r ? planLibraries(r.libraries, p.libraries) : undefined;
   const os = p.libraries.packageTypes?.includes("os") ?? true;
   if (r && !os && !libs?.updates.length)

@@ -103,6 +103,11 @@ export async function workerCommand(argv: string[]): Promise<number> {
   const kc = loadKubeConfig(v.kubeconfig);
   const identity = v.identity ?? process.env.POD_NAME ?? hostname();
   const { executor, executorKind, buildkitAddr, tls } = executorFromFlags(v, kc, log);
+  // Only copa runs with library updates get the proxy (OS runs stay as they were).
+  const libraryEnv = copaProxyEnv(
+    v["copa-https-proxy"] as string | undefined,
+    v["copa-no-proxy"] as string | undefined,
+  );
   const shutdownMs = durationFlag(
     "shutdown-timeout",
     v["shutdown-timeout"],
@@ -132,6 +137,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     globalCredentials: dockerConfigDirCredentials(),
     buildkitAddr,
     tls,
+    ...(libraryEnv ? { libraryEnv } : {}),
     identity,
     ...signingFromFlags(v),
     consumer: {
@@ -205,12 +211,10 @@ function executorFromFlags(
   const buildkitTLSFiles = executorKind === "kubernetes" ? tls : undefined;
   if (executorKind === "kubernetes" && (tls || str("buildkit-tls-secret")))
     tls = { caCert: `${CERTS_DIR}/ca.crt`, cert: `${CERTS_DIR}/tls.crt`, key: `${CERTS_DIR}/tls.key` };
-  const env = copaProxyEnv(str("copa-https-proxy"), str("copa-no-proxy"));
   const executor =
     executorKind === "local"
-      ? localExecutor({ copaPath: str("copa"), ...(env ? { env } : {}) })
+      ? localExecutor({ copaPath: str("copa") })
       : kubernetesExecutor({
-          ...(env ? { env } : {}),
           kc,
           namespace: str("job-namespace"),
           image:

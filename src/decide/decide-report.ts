@@ -5,6 +5,9 @@ import {
   type Conversion,
   type LibraryFinding,
   type LibraryPlan,
+  LibraryReason,
+  isFinished,
+  MAX_LIBRARY_FINDINGS,
   type LibrarySettings,
   findingsHash,
   planLibraries,
@@ -342,7 +345,8 @@ export function decideReport(i: ReportInput): Action {
     case "skip":
       return none(d.reason, d.message);
     case "leave":
-      return current && needsPublish(current) ? advance(current, i) : none(d.reason, d.message);
+      if (current && needsPublish(current)) return advance(current, i);
+      return (current && librariesBackfill(current, i)) ?? none(d.reason, d.message);
     case "create": {
       const group =
         (i.settings.groupIndexes ?? true) && d.spec.image.indexDigest
@@ -474,11 +478,34 @@ function endOfLifeSkip(pj: PatchJob, i: ReportInput): Action | undefined {
  * The report's language-package findings recorded with the status the action writes,
  * each with what happens to it (Planned, or why not): nothing silently left out.
  */
-function withLibraries(a: Action, libraries: LibraryFinding[] | undefined): Action {
-  if (!libraries?.length) return a;
+function withLibraries(a: Action, all: LibraryFinding[] | undefined): Action {
+  if (!all?.length) return a;
+  // The CRD's limit: what is patched first, then the rest.
+  const libraries = [...all]
+    .sort((x, y) => Number(y.reason === "Planned") - Number(x.reason === "Planned"))
+    .slice(0, MAX_LIBRARY_FINDINGS);
   if (a.kind === "status") return { ...a, status: { ...a.status, libraries } };
   if (a.kind === "publish") return { ...a, queued: { ...a.queued, libraries } };
   return a;
+}
+
+/**
+ * A finished PatchJob whose status lacks some of its report's library findings: the
+ * queued status that lists them lost to a worker's faster claim (its status wins), and the
+ * worker lists only the findings of its own updates. Added once, the worker's outcomes kept.
+ */
+function librariesBackfill(pj: PatchJob, i: ReportInput): Action | undefined {
+  const facts = i.report?.facts;
+  if (!facts?.libraries.length || !isFinished(pj) || pj.status?.observedGeneration !== pj.metadata.generation)
+    return undefined;
+  const key = (f: LibraryFinding) => `${f.type}\u0000${f.packageName}\u0000${f.path ?? ""}\u0000${f.cve}`;
+  const have = new Set((pj.status?.libraries ?? []).map(key));
+  const missing = libraryPlanFor(facts, settingsOf(i)).findings.filter(
+    (f) => !have.has(key(f)) && f.reason !== LibraryReason.Planned,
+  );
+  if (missing.length === 0 || have.size >= MAX_LIBRARY_FINDINGS) return undefined;
+  const libraries = [...(pj.status?.libraries ?? []), ...missing].slice(0, MAX_LIBRARY_FINDINGS);
+  return { kind: "status", status: { ...pj.status, libraries } };
 }
 
 /** The settings the report's PatchJob was decided with (its policy's, also between scheduled runs). */

@@ -14,7 +14,7 @@ import {
   type PatchJob,
   type PatchJobStatus,
 } from "../api/index.ts";
-import { debianReport, clone } from "../../test/fixtures/reports.ts";
+import { debianReport, debianReportWithPython, clone } from "../../test/fixtures/reports.ts";
 import { SPEC_SCHEMA } from "../../test/support/decide.ts";
 import type { Action, Gate } from "./actions.ts";
 import { decidePublish, needsPublish } from "./actions.ts";
@@ -500,4 +500,48 @@ test("decisions - tenancy: a refused PatchJob of any kind ends Denied once, with
   assert.equal(dry.spec.dryRun, true);
   const plan = decideReport(input({ current: dry, policy: DRY, tenancy: () => refused }));
   assert.equal(plan.kind === "status" && plan.status.phase, Phase.Planned);
+});
+
+test("decisions - a finished PatchJob whose status lost the report's other library findings (a worker claimed it first) gets them added, once, the worker's outcomes kept", () => {
+  const report = summary((r) =>
+    r.report.results.push(
+      (debianReportWithPython() as { report: { results: unknown[] } }).report.results.at(-1),
+    ),
+  );
+  // Two urllib3 CVEs: one patched at 1.26.5, one whose fix (2.5.0) is beyond the patch level.
+  const python = report.facts!.libraries.find((f) => f.packageName === "urllib3")!;
+  report.facts!.libraries.push({ ...python, cve: "CVE-2025-50181", fixedVersions: ["2.5.0"] });
+  const policy: PolicyVerdict = {
+    ...AUTO,
+    kind: "patch",
+    settings: { name: "default", namespace: "default", libraries: { packageTypes: ["os", "library"] } },
+  } as PolicyVerdict;
+  const pj = created(decideReport(input({ report, policy })));
+  const fixed = {
+    cve: "CVE-2021-33503",
+    type: "python-pkg",
+    packageName: "urllib3",
+    installedVersion: "1.26.4",
+    fixedVersion: "1.26.5",
+    path: python.path,
+    reason: "Fixed" as const,
+    message: "the patched image holds urllib3 1.26.5 (fix 1.26.5)",
+  };
+  const done: PatchJob = {
+    ...pj,
+    status: { phase: Phase.Succeeded, observedGeneration: 1, libraries: [fixed] },
+  };
+  const a = decideReport(input({ report, policy, current: done }));
+  assert.ok(a.kind === "status", a.kind);
+  assert.deepEqual(
+    a.status.libraries?.map((f) => [f.cve, f.reason]),
+    [
+      ["CVE-2021-33503", "Fixed"],
+      ["CVE-2024-34156", "NotPatchable"], // the fixture's Go binary
+      ["CVE-2025-50181", "BeyondPatchLevel"],
+    ],
+  );
+  assert.equal(a.status.phase, "Succeeded");
+  const again = decideReport(input({ report, policy, current: { ...done, status: a.status } }));
+  assert.equal(again.kind, "none", "nothing more to add");
 });

@@ -92,7 +92,9 @@ server.on("connect", (req, socket, head) => {
     return;
   }
   const i = to.lastIndexOf(":");
+  let open = false;
   const upstream = connect(Number(to.slice(i + 1)), to.slice(0, i), () => {
+    open = true;
     socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
     if (head.length) upstream.write(head);
     upstream.pipe(socket);
@@ -101,8 +103,12 @@ server.on("connect", (req, socket, head) => {
   upstream.setTimeout(300_000, () => upstream.destroy());
   upstream.on("error", (err) => {
     process.stderr.write(`CONNECT ${to}: ${err.message}\n`);
-    if (socket.writable) socket.end("HTTP/1.1 502 Bad Gateway\r\n\r\n");
+    // An answer only before the tunnel: after it, the bytes are the client's TLS.
+    if (!open && socket.writable) socket.end("HTTP/1.1 502 Bad Gateway\r\n\r\n");
   });
+  // Either side gone (an error, an idle timeout, the end): the other goes too.
+  upstream.on("close", () => (open ? socket.destroy() : socket.end()));
+  socket.on("close", () => upstream.destroy());
   socket.on("error", () => upstream.destroy());
 });
 const colon = listen.lastIndexOf(":");

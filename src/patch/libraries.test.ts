@@ -112,3 +112,17 @@ test("copa's reason for a library: the last error line naming it, else the langu
     "ERROR: No matching distribution found for urllib3==1.26.999",
   );
 });
+
+test("copa's reason for a library: pip's retries through a refused proxy are the library's failure, not BuildKit's", () => {
+  const out = [
+    "#5 0.9 WARNING: Retrying (Retry(total=4)) after connection broken by 'ProxyError('Cannot connect to proxy.', NewConnectionError('[Errno 111] Connection refused'))': /simple/urllib3/",
+    "#5 5.1 ERROR: Could not find a version that satisfies the requirement urllib3==1.26.19 (from versions: none)",
+    'Error: failed to solve: process "pip install --timeout=300 urllib3==1.26.19" did not complete successfully: exit code: 1',
+  ].join("\n");
+  assert.match(
+    copaLibraryReason(out, "urllib3")!,
+    /^ERROR: Could not find a version that satisfies the requirement urllib3==1\.26\.19/,
+  );
+  // A broken pipe to BuildKit is not a package manager's failure.
+  assert.equal(copaLibraryReason("error: write: broken pipe; failed to dial", "urllib3"), undefined);
+});

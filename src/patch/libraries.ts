@@ -138,7 +138,9 @@ export function copaLibraryReason(outputTail: string, name: string): string | un
   );
   const tool = lines.filter((l) => /^(ERROR|npm ERR!|npm error)/.test(l) && l.includes(name));
   const named = lines.filter((l) => l.includes(name) && /err|fail|not|unable|cannot/i.test(l));
-  const general = lines.filter((l) => /language manager|langmgr|pip|npm/i.test(l) && /err|fail/i.test(l));
+  const general = lines.filter(
+    (l) => /language manager|langmgr|\bpip3?\b|\bnpm\b/i.test(l) && /\b(err|error|fail|failed)\b/i.test(l),
+  );
   const line = tool.at(-1) ?? named.at(-1) ?? general.at(-1);
   return line?.slice(0, 400);
 }

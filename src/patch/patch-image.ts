@@ -5,6 +5,7 @@ import {
   formatImageRef,
   type ImageRef,
   type LibraryUpdate,
+  libraryUpdateProblem,
   type PackageUpdate,
   parsePlatform,
   PatchError,
@@ -99,6 +100,8 @@ export interface PatchImageInput extends EngineInput {
   updates?: PackageUpdate[];
   /** Python and Node.js package updates (with `updates`, which may then be empty). */
   libraryUpdates?: LibraryUpdate[];
+  /** copa's environment for runs with library updates only (HTTPS_PROXY, NO_PROXY). */
+  libraryEnv?: Record<string, string>;
   /** Allow patching one platform of an index on its own (the target then holds only it). @default false */
   platformOfIndex?: boolean;
 }
@@ -175,6 +178,12 @@ async function resolveAndPlan(input: PatchImageInput, platform: string): Promise
   );
   const libs = input.libraryUpdates ?? [];
   if (libs.length === 0) return { manifest: src.manifest, digest: src.digest, before, plan };
+  // A PatchJob written by hand is checked as the controller checks a report's.
+  libs.forEach((u, i) => {
+    const problem = libraryUpdateProblem(u);
+    if (problem)
+      throw new PatchError(Reason.InvalidSpec, `spec.libraryUpdates[${i}] (${u.name}): ${problem}`);
+  });
   const libPlan = planLibraryUpdates(
     libs,
     await readLibraries(input.registry, input.source, src.manifest.layers, libs),
@@ -380,15 +389,22 @@ export async function patchImage(input: PatchImageInput): Promise<PatchImageResu
   let run = await runCopa(input, platform, src, pushTo, libs);
   let verdict = classifyCopaRun(run, timeout);
   let libFailure: string | undefined;
-  if (verdict.kind === "failed" && libs.length && !verdict.transient) {
+  // A library step's own failure (pip's "Connection refused" reads like an unreachable
+  // BuildKit) is the libraries', whatever the verdict: not a reason to retry elsewhere.
+  const libReason =
+    verdict.kind === "failed" && libs.length
+      ? libs.map((u) => copaLibraryReason(run.outputTail, u.name)).find(Boolean)
+      : undefined;
+  if (verdict.kind === "failed" && libs.length && (!verdict.transient || libReason)) {
     // copa's library support is experimental: when it fails, the libraries are listed
     // NotPatchable with copa's words and the OS packages are patched without them.
-    libFailure = libs.map((u) => copaLibraryReason(run.outputTail, u.name)).find(Boolean) ?? verdict.message;
+    libFailure = libReason ?? verdict.message;
     if (!src.plan?.needed.length)
       throw new PatchError(verdict.reason, `copa could not update the libraries: ${libFailure}`);
     input.onProgress?.("copa", `copa could not update the libraries (${libFailure}): the OS packages alone`);
     libs = [];
-    run = await runCopa(input, platform, src, pushTo, libs);
+    // A run of its own (a Job's name is the run's id: the failed one is still there).
+    run = await runCopa(input, platform, src, pushTo, libs, "-os");
     verdict = classifyCopaRun(run, timeout);
   }
   if (verdict.kind === "failed")
@@ -411,6 +427,7 @@ function runCopa(
   src: Source,
   pushTo: ImageRef,
   libs: LibraryUpdate[],
+  idSuffix = "",
 ) {
   const timeout = input.timeout ?? DEFAULT_COPA_TIMEOUT;
   const source: ImageRef = { ...input.source, digest: src.digest };
@@ -419,9 +436,10 @@ function runCopa(
     `copa patch ${formatImageRef(source)} -> ${formatImageRef(pushTo)}${libs.length ? ` (with ${libs.length} library updates)` : ""}`,
   );
   return input.executor.run({
-    id: input.id,
+    id: input.id + idSuffix,
     manifest: manifestFor(input, platform, src, libs),
-    ...(libs.length ? { env: { COPA_EXPERIMENTAL: "1" } } : {}),
+    // The proxy (to PyPI, npm) only where libraries are updated: OS runs stay as they were.
+    ...(libs.length ? { env: { COPA_EXPERIMENTAL: "1", ...input.libraryEnv } } : {}),
     timeoutMs: parseDuration(timeout) + COPA_KILL_SLACK_MS,
     signal: input.signal,
     onOutput: input.onOutput,

@@ -74,3 +74,24 @@ test("readLibraries - the merged filesystem: an update's new dist-info over a wh
     [],
   ]);
 });
+
+test("readLibraries - an upper package.json without a readable version still hides the one below; a node path must name the package", async () => {
+  const ref = { registry: "127.0.0.1:5000", repository: "unit/libraries-hide" };
+  const l = layers(
+    tarOf(tarFile("srv/node_modules/left-pad/package.json", PKG("1.0.0"))),
+    tarOf(tarFile("srv/node_modules/left-pad/package.json", "{broken")),
+  );
+  assert.deepEqual(
+    await readLibraries(l.reader, ref, l.descriptors, [
+      { type: "node-pkg", name: "left-pad", path: "srv/node_modules/left-pad/package.json" },
+    ]),
+    [[]],
+  );
+  assert.ok(
+    !matchesLocation("app/node_modules/minimist/package.json", {
+      type: "node-pkg",
+      name: "evil",
+      path: "app/node_modules/minimist/package.json",
+    }),
+  );
+});

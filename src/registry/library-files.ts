@@ -45,10 +45,8 @@ export interface LibraryLocation {
  * carries (an update renames `urllib3-1.26.4.dist-info` to `urllib3-1.26.5.dist-info`).
  */
 export function matchesLocation(file: string, loc: LibraryLocation): boolean {
-  if (loc.type === "node-pkg") {
-    if (loc.path) return file === loc.path;
-    return file.endsWith(`node_modules/${loc.name}/package.json`);
-  }
+  if (loc.type === "node-pkg")
+    return file.endsWith(`node_modules/${loc.name}/package.json`) && (!loc.path || file === loc.path);
   const m = /^(.*\/)?([^/]+)-[^/-]+\.dist-info\/METADATA$/.exec(file);
   if (!m || normalizePythonName(m[2]!) !== normalizePythonName(loc.name)) return false;
   if (!loc.path) return true;

@@ -263,8 +263,8 @@ async function readLayer(stream: Readable, scan: LayerScan, limits: Required<Lay
   );
   for await (const e of tar) {
     if (e.content && isLibraryFile(e.name)) {
-      const v = libraryVersion(e.name, e.content);
-      if (v) scan.libraries.set(e.name, v);
+      // Without a readable version it still hides the layers below ("" = no version).
+      scan.libraries.set(e.name, libraryVersion(e.name, e.content) ?? "");
     } else if (e.name.endsWith("/.wh..wh..opq")) scan.opaque.push(e.name.slice(0, -"/.wh..wh..opq".length));
     else if (whiteoutOf(e.name)) scan.whiteouts.push(whiteoutOf(e.name)!);
     if (e.name === DEBIAN_VERSION && e.content) scan.debianVersion = e.content.toString("utf8").trim();
@@ -335,6 +335,7 @@ export async function readLibraries(
     for (const [file, version] of scan.libraries) {
       if (seen.has(file) || isHidden(file)) continue;
       seen.add(file);
+      if (!version) continue;
       wanted.forEach((loc, i) => {
         if (matchesLocation(file, loc)) found[i]!.set(file, version);
       });

@@ -60,3 +60,10 @@ test("ad-hoc patch of a report with nothing fixable - a 422 that says so, never 
     return true;
   });
 });
+
+test("ad-hoc patch of an image - library settings without a report are a 400 (an image alone is update-all)", async () => {
+  await assert.rejects(
+    adhocSpec(NS, { image: "r.example/app:1", packageTypes: ["library"] }, store(false), allow),
+    (err: HttpError) => err.status === 400 && /go with "report"/.test(err.message),
+  );
+});

@@ -42,6 +42,9 @@ export async function adhocSpec(
       400,
       'give "image" (a reference) or "report" (a VulnerabilityReport name in this namespace)',
     );
+  // An image alone is patched with every OS update copa finds: library settings need a report.
+  if (b.packageTypes !== undefined || b.libraryPatchLevel !== undefined)
+    throw new HttpError(400, 'packageTypes and libraryPatchLevel go with "report" (it lists the libraries)');
   let ref;
   try {
     ref = parseImageRef(b.image);

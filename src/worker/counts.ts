@@ -8,7 +8,8 @@ export function findingsOf(updates: PackageUpdate[]): number {
 }
 
 export function counts(pj: PatchJob, fixed: number): VulnerabilityCounts {
-  const specFixable = findingsOf(pj.spec.updates ?? []);
+  // Library updates are packages with CVEs too (a PatchJob made by hand has no "before").
+  const specFixable = findingsOf([...(pj.spec.updates ?? []), ...(pj.spec.libraryUpdates ?? [])]);
   const before = {
     total: pj.status?.vulnerabilities?.before?.total ?? specFixable,
     fixable: pj.status?.vulnerabilities?.before?.fixable ?? specFixable,

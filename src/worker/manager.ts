@@ -27,6 +27,8 @@ export interface WorkerOptions {
   /** One BuildKit address, or several comma-separated: one per replica. */
   buildkitAddr: string;
   tls?: { caCert: string; cert: string; key: string };
+  /** copa's environment for runs with library updates (HTTPS_PROXY, NO_PROXY). @default none */
+  libraryEnv?: Record<string, string>;
   identity: string;
   consumer?: ConsumerOptions;
   /**
@@ -133,6 +135,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     registry: o.registry,
     buildkitAddr: o.buildkitAddr,
     tls: o.tls,
+    ...(o.libraryEnv ? { libraryEnv: o.libraryEnv } : {}),
     identity: o.identity,
     onFailover: (from) => failovers.inc({ buildkit: from }),
     ...(signer ? { signer, tools: o.tools ?? {} } : {}),

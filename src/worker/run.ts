@@ -30,6 +30,8 @@ export interface EngineDeps {
   tls?: { caCert: string; cert: string; key: string };
   /** The attempt's registry credentials for copa (dockerconfigjson text). */
   dockerConfig?: string;
+  /** copa's environment for runs with library updates (the worker's --copa-https-proxy). */
+  libraryEnv?: Record<string, string>;
   /** A patch moved from an unreachable BuildKit to the next (metrics). */
   onFailover?: (from: string) => void;
   /** Sign and attest every published image (docs/signing.md). @default no signing */
@@ -108,7 +110,9 @@ export async function runAttempt(d: EngineDeps, a: Attempt): Promise<RunResult> 
           platform: image.platform,
           // Library updates alone: an empty OS list is a plan with nothing in it, not "update everything".
           updates: spec.updates?.length || spec.libraryUpdates?.length ? (spec.updates ?? []) : undefined,
-          ...(spec.libraryUpdates?.length ? { libraryUpdates: spec.libraryUpdates } : {}),
+          ...(spec.libraryUpdates?.length
+            ? { libraryUpdates: spec.libraryUpdates, ...(d.libraryEnv ? { libraryEnv: d.libraryEnv } : {}) }
+            : {}),
         });
       const result = await patchIndex({
         ...common,

@@ -27,7 +27,7 @@ import {
   libraryReport,
 } from "../../src/devenv/library-images.ts";
 import { testRegistryClient } from "../../src/devenv/registry.ts";
-import { waitForPhase } from "../support/patchjobs.ts";
+import { waitForLibraries, waitForPhase } from "../support/patchjobs.ts";
 import { parseImageRef, type PatchJob } from "../../src/api/index.ts";
 import type { Env } from "../../src/devenv/index.ts";
 import { reportFault } from "../support/faults.ts";
@@ -103,9 +103,14 @@ after(async () => {
 test("libraries - a Python and a Node.js image patched for real: OS and library CVEs fixed in one run and checked in the image; beyond the policy's level listed; again, a no-op", async () => {
   const kc = env.kubeConfig();
   const api = kc.makeApiClient(CustomObjectsApi);
-  const [pyJob, nodeJob] = await Promise.all(
+  await Promise.all(
     ["python-app", "node-app"].map((n) => waitForPhase(kc, NS, n, ["Succeeded", "Failed", "NoOp"], 600_000)),
   );
+  // Each finding listed (urllib3's five CVEs, minimist's one), whichever write came first.
+  const [pyJob, nodeJob] = await Promise.all([
+    waitForLibraries(kc, NS, "python-app", 5),
+    waitForLibraries(kc, NS, "node-app", 1),
+  ]);
   for (const pj of [pyJob!, nodeJob!]) {
     assert.equal(pj.status?.phase, "Succeeded", `${pj.metadata.name}: ${pj.status?.message}`);
     assert.ok((pj.spec.updates?.length ?? 0) > 0, "the report has OS findings too");

@@ -40,7 +40,7 @@ import { libraryReport, pushPythonAppImage } from "../../src/devenv/library-imag
 import { readLibraries } from "../../src/registry/index.ts";
 import { honestReportForImage } from "../../src/devenv/honest-report.ts";
 import { reportsApi } from "../../src/devenv/kube.ts";
-import { waitForPhase } from "../support/patchjobs.ts";
+import { waitForLibraries, waitForPhase } from "../support/patchjobs.ts";
 import { waitFor } from "../../src/devenv/wait.ts";
 import { retag } from "../../src/devenv/variants.ts";
 import { testRegistryClient } from "../../src/devenv/registry.ts";
@@ -820,9 +820,10 @@ test("cluster - library updates in a copa Job: pip inside the BuildKit Pod reach
   assert.ok(libraryPatch, "started by the rollout test");
   const kc = env.kubeConfig();
   const t0 = await libraryPatch;
-  const pj = await waitForPhase(kc, APPS, "python-app", ["Succeeded", "Failed", "NoOp"], 600_000);
+  const done = await waitForPhase(kc, APPS, "python-app", ["Succeeded", "Failed", "NoOp"], 600_000);
   timings["library patch in the cluster"] = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
-  assert.equal(pj.status?.phase, "Succeeded", pj.status?.message);
+  assert.equal(done.status?.phase, "Succeeded", done.status?.message);
+  const pj = await waitForLibraries(kc, APPS, "python-app", 5);
   const reasons = Object.fromEntries((pj.status?.libraries ?? []).map((f) => [f.cve, f.reason]));
   assert.equal(reasons["CVE-2021-33503"], "Fixed", JSON.stringify(pj.status?.libraries));
   assert.equal(reasons["CVE-2024-37891"], "Fixed");

@@ -76,3 +76,26 @@ export async function waitForPhase(
     500,
   );
 }
+
+/**
+ * The PatchJob once its status lists `count` library findings: the worker lists its own
+ * updates' outcomes, and the controller adds the report's others when the worker's claim
+ * came before its queued status (src/decide/decide-report.ts, librariesBackfill).
+ */
+export async function waitForLibraries(
+  kc: KubeConfig,
+  namespace: string,
+  name: string,
+  count: number,
+  timeoutMs = 60_000,
+): Promise<PatchJob> {
+  return waitFor(
+    `PatchJob ${namespace}/${name} listing ${count} library findings`,
+    async () => {
+      const pj = await getPatchJob(kc, namespace, name);
+      return (pj.status?.libraries?.length ?? 0) >= count ? pj : undefined;
+    },
+    timeoutMs,
+    500,
+  );
+}
