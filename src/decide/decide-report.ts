@@ -204,7 +204,7 @@ export function decideFacts(
     if (existing) return { action: "leave", name, reason: LeaveReason.Skipped, message };
     return { action: "skip", reason: SkipReason.NothingFixable, message };
   }
-  const before = fixableBefore(report, settings);
+  const before = fixableBefore(report, settings, libs);
   const spec = specFromReport(report, conv.value, settings, libs.updates);
   // Everything in the spec came from the report: check it against the CRD's own rules,
   // so hostile or oversized content is recorded as Invalid, not retried forever.
@@ -265,13 +265,15 @@ export function libraryPlanFor(
 }
 
 /** The counts before a patch: the report's findings, and those a patch under the policy could fix. */
-function fixableBefore(report: ReportFacts, settings?: DecideSettings): VulnerabilityCounts["before"] {
+function fixableBefore(
+  report: ReportFacts,
+  settings: DecideSettings,
+  libs: LibraryPlan,
+): VulnerabilityCounts["before"] {
   if (!report.conversion.ok) return undefined;
   const c = report.conversion.value.counts;
-  const libs = settings
-    ? libraryPlanFor(report, settings).findings.filter((f) => f.reason === "Planned").length
-    : 0;
-  return { total: c.total, fixable: (settings && !patchesOS(settings) ? 0 : c.fixable) + libs };
+  const planned = libs.findings.filter((f) => f.reason === LibraryReason.Planned).length;
+  return { total: c.total, fixable: (patchesOS(settings) ? c.fixable : 0) + planned };
 }
 
 /** Everything the report reconciler knows when it decides; gathered from caches, no I/O here. */
@@ -528,11 +530,10 @@ function settingsOf(i: ReportInput): DecideSettings {
 function advance(pj: PatchJob, i: ReportInput): Action {
   const facts = i.report?.facts;
   const settings = settingsOf(i);
-  const before = facts ? fixableBefore(facts, settings) : undefined;
-  return withLibraries(
-    advanceOS(pj, i, before),
-    facts ? libraryPlanFor(facts, settings).findings : undefined,
-  );
+  // One plan of the report's libraries serves the counts and the list.
+  const libs = facts ? libraryPlanFor(facts, settings) : undefined;
+  const before = facts && libs ? fixableBefore(facts, settings, libs) : undefined;
+  return withLibraries(advanceOS(pj, i, before), libs?.findings);
 }
 
 function advanceOS(pj: PatchJob, i: ReportInput, before: VulnerabilityCounts["before"]): Action {
