@@ -48,6 +48,13 @@ const cases: Array<{ what: string; out: string; reason: string; transient: boole
     says: /BuildKit is unreachable/,
   },
   {
+    what: "BuildKit killed mid-solve (seen in test/scale/buildkits.test.ts)",
+    out: "Error: failed to solve: Unavailable: error reading from server: EOF",
+    reason: "BuildKitUnreachable",
+    transient: true,
+    says: /BuildKit is unreachable/,
+  },
+  {
     what: "the archive has no version with the fix (copa checks what apt installed)",
     out: [
       "#11 1.389 Setting up liblzma5:amd64 (5.4.1-1+deb12u2) ...",

@@ -36,7 +36,8 @@ const FAILURES: Array<{ re: RegExp; reason: Reason; transient: boolean; hint: st
     hint: "a registry is unreachable",
   },
   {
-    re: /(connection refused|no such file or directory|failed to dial|connection error|transport: error while dialing|unavailable desc).{0,200}/i,
+    // "Unavailable: error reading from server: EOF": gRPC's word for a BuildKit that died mid-solve.
+    re: /(connection refused|no such file or directory|failed to dial|connection error|transport: error while dialing|unavailable desc|unavailable: error reading from server).{0,200}/i,
     reason: Reason.BuildKitUnreachable,
     transient: true,
     hint: "BuildKit is unreachable",
